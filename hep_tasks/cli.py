@@ -1,0 +1,82 @@
+"""The command line every stage shares: ``python -m hep_tasks <stage> [--param value ...]``.
+
+Parses and validates everything before Spark starts (a bad value exits with status 2 and a one-line
+message naming the parameter), sets up logging, creates the Spark session, runs the stage, and, when
+``--run-key`` is given, records the result under ``<data_root>/_runs/`` for the launcher (Airflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from hep_tasks.config import ConfigError, PipelineSettings, _Params
+from hep_tasks.datasets import DatasetStore
+from hep_tasks.errors import PipelineError
+from hep_tasks.stages import STAGES
+
+log = logging.getLogger("hep_tasks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hep_tasks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for stage in STAGES.values():
+        p = sub.add_parser(stage.name, help=stage.description, description=stage.description)
+        common = p.add_argument_group("pipeline")
+        for f in PipelineSettings.fields():
+            common.add_argument(f"--{f.name.replace('_', '-')}", help=f"{f.metadata['help']} Env: {PipelineSettings.env_name(f.name)}.")
+        common.add_argument("--run-key", help="Record the result as <data_root>/_runs/<run-key>.json.")
+        common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        _add_param_flags(p.add_argument_group(f"{stage.name} parameters"), stage.params)
+    return parser
+
+
+def _add_param_flags(group: argparse._ArgumentGroup, params: type[_Params]) -> None:
+    for f in params.fields():
+        group.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"param_{f.name}",
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} Default: {f.default!r}; env: {params.env_name(f.name)}.",
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    stage = STAGES[args.stage]
+    try:
+        settings = PipelineSettings.from_values({"data_root": args.data_root, "spark_master": args.spark_master})
+        params = stage.params.from_values(
+            {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_")}
+        )
+        store = DatasetStore(settings.data_root)
+        try:
+            store.check_writable()
+        except OSError as err:
+            raise ConfigError(f"invalid parameter data_root={settings.data_root!r}: not writable ({err.strerror or err})") from None
+    except ConfigError as err:
+        print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
+        return 2
+
+    from hep_tasks.sparkjob import spark_session
+
+    spark = spark_session(f"hep-{stage.name}", settings.spark_master)
+    try:
+        summary = stage.function()(spark, store, params)
+    except PipelineError as err:
+        log.error("%s failed: %s", stage.name, err)
+        print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    if args.run_key:
+        store.write_run_record(args.run_key, summary)
+    print(json.dumps(summary, sort_keys=True, default=str))
+    return 0

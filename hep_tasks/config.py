@@ -1,0 +1,221 @@
+"""Configuration in one typed place: the pipeline settings and every stage's parameters.
+
+Precedence, lowest first: the defaults below, environment variables, explicit values (command-line
+flags of ``python -m hep_tasks <stage>``, which is what Airflow's DAG params become).
+
+- Pipeline settings: ``HEP_DATA_ROOT`` (default ``./data``), ``HEP_SPARK_MASTER`` (default ``local[*]``,
+  used only when a job is not started by ``spark-submit``, which brings its own master).
+- Stage parameters: ``HEP_<STAGE>_<PARAM>``, for instance ``HEP_SIMULATE_EVENTS_PER_FILE=500``.
+
+Every value is validated before any Spark work starts; a bad value raises :class:`ConfigError` with a
+one-line message naming the parameter, the value and what is allowed.
+
+>>> SimulateParams.from_values({"events_per_file": "50"}, env={}).events_per_file
+50
+>>> SimulateParams.from_values({"processes": "ttbar,higgs"}, env={})
+Traceback (most recent call last):
+...
+hep_tasks.config.ConfigError: invalid parameter simulate.processes='ttbar,higgs': unknown process 'higgs' (known: ttbar, wjets, qcd)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, get_type_hints
+
+from hep_tasks.errors import PipelineError
+from hep_tasks.processes import PROCESSES
+
+
+class ConfigError(PipelineError, ValueError):
+    """A parameter has a value the pipeline cannot use; the message names it."""
+
+
+def _param(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A dataclass field with its help text and a check returning an error text or None."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be a positive integer"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be zero or positive"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if 0.0 < value < 1.0 else "must be strictly between 0 and 1"
+
+
+def _unit_interval(value: Any) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "must be between 0 and 1"
+
+
+def _required(value: Any) -> str | None:
+    return None if value else "is required"
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
+    return check
+
+
+def _processes(value: tuple[str, ...]) -> str | None:
+    if not value:
+        return "needs at least one process"
+    for name in value:
+        if name not in PROCESSES:
+            return f"unknown process {name!r} (known: {', '.join(PROCESSES)})"
+    if len(set(value)) != len(value):
+        return "lists a process twice"
+    return None
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """Convert a string (environment, CLI, rendered template) or native value to ``kind``."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{value!r} is not a boolean")
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{value!r} is not an integer")
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    if kind is float:
+        return float(value)
+    if kind == tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    return str(value)
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Base of typed parameter sets: coercion from strings, validation, env overrides."""
+
+    #: the name in messages and in ``HEP_<SECTION>_<PARAM>`` variables.
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def fields(cls) -> tuple[dataclasses.Field, ...]:
+        return dataclasses.fields(cls)
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return f"HEP_{cls.section}_{name}".upper()
+
+    @classmethod
+    def from_values(
+        cls, values: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> _Params:
+        """Build from explicit ``values`` over environment overrides over defaults, validated."""
+        env = os.environ if env is None else env
+        values = {k: v for k, v in (values or {}).items() if v is not None}
+        names = {f.name for f in cls.fields()}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter {cls.section}.{unknown[0]} (known: {', '.join(sorted(names))})"
+            )
+        hints = get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in cls.fields():
+            raw = values.get(f.name, env.get(cls.env_name(f.name), f.default))
+            try:
+                value = _coerce(raw, hints[f.name])
+            except ValueError:
+                raise ConfigError(
+                    f"invalid parameter {cls.section}.{f.name}={raw!r}: not a valid {hints[f.name].__name__}"
+                ) from None
+            problem = f.metadata["check"](value) if f.metadata.get("check") else None
+            if problem:
+                shown = ",".join(value) if isinstance(value, tuple) else value
+                raise ConfigError(f"invalid parameter {cls.section}.{f.name}={shown!r}: {problem}")
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (tuples become lists), as recorded in manifests."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_args(self) -> list[str]:
+        """Command-line flags that reproduce these values (``--events-per-file 200`` ...)."""
+        args: list[str] = []
+        for name, value in self.to_dict().items():
+            text = ",".join(value) if isinstance(value, list) else str(value)
+            args += [f"--{name.replace('_', '-')}", text]
+        return args
+
+
+@dataclass(frozen=True)
+class PipelineSettings(_Params):
+    """Where data lives and which Spark to use when a job is not started by spark-submit."""
+
+    section: ClassVar[str] = ""
+    data_root: str = _param("data", "Data root: a local path or an fsspec/Hadoop URL (file://, s3a://, hdfs://, root://).")
+    spark_master: str = _param("local[*]", "Spark master for jobs not started by spark-submit (tests, benchmarks).")
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return f"HEP_{name}".upper()
+
+    @classmethod
+    def from_values(cls, values=None, env=None) -> PipelineSettings:
+        settings = super().from_values(values, env)
+        if "://" not in settings.data_root:
+            settings = dataclasses.replace(settings, data_root=os.path.abspath(settings.data_root))
+        return settings
+
+
+@dataclass(frozen=True)
+class SimulateParams(_Params):
+    """Parameters of the simulate stage (Pythia8 + detector response -> ROOT)."""
+
+    section: ClassVar[str] = "simulate"
+    processes: tuple[str, ...] = _param(PROCESSES, "Processes to simulate, comma separated (ttbar, wjets, qcd).", _processes)
+    events_per_file: int = _param(200, "Accepted events written to each ROOT file.", _positive)
+    files_per_process: int = _param(2, "ROOT files per process; one Spark task each.", _positive)
+    seed: int = _param(20190101, "Base random seed; file i of a process gets a seed derived from it.", _non_negative)
+
+
+@dataclass(frozen=True)
+class IngestParams(_Params):
+    """Parameters of the ingest stage (ROOT -> Parquet with the §3 features)."""
+
+    section: ClassVar[str] = "ingest"
+    input: str = _param("", "ROOT input: a simulate version id, or paths/globs/URLs of ROOT files (comma separated); empty = latest simulate version.")
+    on_bad_file: str = _param("skip", "What to do with an unreadable file: skip (quarantine and go on) or fail.", _one_of("skip", "fail"))
+    entries_per_split: int = _param(20000, "Events per Spark partition (file, entry range).", _positive)
+    max_quarantined_fraction: float = _param(0.1, "Largest fraction of quarantined files the quality suite accepts.", _unit_interval)
+
+
+@dataclass(frozen=True)
+class PrepareParams(_Params):
+    """Parameters of the prepare stage (split, balance, scale, sort, shuffle)."""
+
+    section: ClassVar[str] = "prepare"
+    input: str = _param("", "Ingest version id to prepare; empty = latest ingest version.")
+    test_fraction: float = _param(0.2, "Fraction of events in the test split.", _fraction)
+    seed: int = _param(42, "Seed of the split and of the shuffle.", _non_negative)
+    files_per_split: int = _param(4, "Parquet files per split (one per training worker is a good choice).", _positive)
+    rows_per_row_group: int = _param(2048, "Rows per Parquet row group: the unit streamed into training.", _positive)
+
+
+@dataclass(frozen=True)
+class QualityParams(_Params):
+    """Parameters of the quality stage (Great Expectations on a stage's output)."""
+
+    section: ClassVar[str] = "quality"
+    stage: str = _param("ingest", "Stage whose output to check.", _one_of("ingest", "prepare"))
+    version: str = _param("", "Version to check (the stage's output version).", _required)

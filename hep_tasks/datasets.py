@@ -1,0 +1,293 @@
+"""Versioned datasets (ARCHITECTURE §2): content-derived versions, manifests, atomic commits.
+
+Layout under the data root::
+
+    <data_root>/<stage>/<version>/            a committed version (visible once _manifest.json exists)
+    <data_root>/<stage>/<version>/_manifest.json
+    <data_root>/<stage>/_tmp/<version>-<attempt>/   work in progress, never read
+    <data_root>/<stage>/latest                text file naming the newest version that passed its checks
+    <data_root>/_runs/<run_key>.json          what a job run produced (read by the Airflow operator)
+
+A version id is a hash of (stage, input versions, stage parameters, code version): the same inputs and
+parameters give the same id, so a rerun finds the committed version and does nothing.
+
+On a local file system the commit is one ``os.rename`` of the temporary directory, atomic and refused
+when another attempt committed the same version first. On object stores (s3a://, ...) rename is a
+copy; there the manifest is written last and is the commit marker that readers look for.
+
+>>> version_id("simulate", {}, {"events_per_file": 10}, "0.1.0+abc")[:4]
+'sim-'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from hep_tasks import __version__
+from hep_tasks.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+LATEST = "latest"
+TMP = "_tmp"
+RUNS = "_runs"
+
+
+class DatasetError(PipelineError):
+    """A dataset version is missing, unreadable or not usable; the message names it."""
+
+
+def code_version() -> str:
+    """Package version plus a hash of every ``hep_tasks`` source file, e.g. ``0.1.0+3f2a9c1d0b``."""
+    return f"{__version__}+{_source_hash()}"
+
+
+def _source_hash() -> str:
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def version_id(stage: str, inputs: Mapping[str, str], params: Mapping[str, Any], code: str) -> str:
+    """Content-derived version id: ``<stage prefix>-<16 hex digits>``."""
+    payload = json.dumps(
+        {"stage": stage, "inputs": dict(inputs), "params": dict(params), "code": code},
+        sort_keys=True,
+        default=str,
+    )
+    return f"{stage[:3]}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+def hadoop_url(url: str) -> str:
+    """The URL Spark needs for a data-root location (plain paths become ``file://`` URLs)."""
+    return url if "://" in url else Path(url).resolve().as_uri()
+
+
+@dataclass(frozen=True)
+class DatasetStore:
+    """The versioned datasets under one data root (a local path or an fsspec URL)."""
+
+    root: str
+
+    @cached_property
+    def _fs_and_path(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        return fsspec.core.url_to_fs(self.root)
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return self._fs_and_path[0]
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def path(self, *parts: str) -> str:
+        """File-system path (no protocol) of ``parts`` under the root."""
+        return posixpath.join(self._fs_and_path[1], *parts)
+
+    def url(self, *parts: str) -> str:
+        """URL of ``parts`` under the root, as Spark wants it."""
+        return hadoop_url(self.path(*parts)) if self.is_local else self.fs.unstrip_protocol(self.path(*parts))
+
+    # -- reading -------------------------------------------------------------------------------
+    def exists(self, stage: str, version: str) -> bool:
+        return self.fs.exists(self.path(stage, version, MANIFEST))
+
+    def read_manifest(self, stage: str, version: str) -> dict[str, Any]:
+        path = self.path(stage, version, MANIFEST)
+        try:
+            with self.fs.open(path, "r") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            found = ", ".join(self.versions(stage)) or "none"
+            raise DatasetError(
+                f"{stage} version {version!r} does not exist under {self.root} (committed versions: {found})"
+            ) from None
+
+    def versions(self, stage: str) -> list[str]:
+        """Committed versions of a stage, oldest first."""
+        try:
+            entries = self.fs.ls(self.path(stage), detail=False)
+        except FileNotFoundError:
+            return []
+        found = [posixpath.basename(e.rstrip("/")) for e in entries]
+        found = [v for v in found if not v.startswith("_") and v != LATEST and self.exists(stage, v)]
+        return sorted(found, key=lambda v: self.read_manifest(stage, v)["created_at"])
+
+    def latest(self, stage: str) -> str | None:
+        """The version the ``latest`` pointer names (moved only after the quality check passed)."""
+        try:
+            with self.fs.open(self.path(stage, LATEST), "r") as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def resolve(self, stage: str, version: str = "") -> str:
+        """``version`` itself if committed, else (when empty) the ``latest`` one; raises DatasetError."""
+        if not version:
+            version = self.latest(stage) or ""
+            if not version:
+                raise DatasetError(
+                    f"no {stage} version has passed its checks under {self.root} yet: run {stage} first "
+                    "or name a version"
+                )
+        if not self.exists(stage, version):
+            self.read_manifest(stage, version)  # raises with the list of versions
+        return version
+
+    # -- writing -------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise OSError unless files can be created under the root (checked before Spark starts)."""
+        self.fs.makedirs(self.path(), exist_ok=True)
+        probe = self.path(f".write-probe-{uuid.uuid4().hex[:8]}")
+        with self.fs.open(probe, "w") as f:
+            f.write("ok")
+        self.fs.rm(probe)
+
+    def _write_text_atomic(self, path: str, text: str) -> None:
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        with self.fs.open(tmp, "w") as f:
+            f.write(text)
+        if self.is_local:
+            os.replace(tmp, path)
+        else:
+            self.fs.mv(tmp, path)
+
+    def set_latest(self, stage: str, version: str) -> None:
+        self.fs.makedirs(self.path(stage), exist_ok=True)
+        self._write_text_atomic(self.path(stage, LATEST), version + "\n")
+        log.info("%s latest -> %s", stage, version)
+
+    def update_manifest(self, stage: str, version: str, **fields: Any) -> dict[str, Any]:
+        """Rewrite the manifest of a committed version with ``fields`` replaced (atomically)."""
+        manifest = self.read_manifest(stage, version) | fields
+        self._write_text_atomic(self.path(stage, version, MANIFEST), _dumps(manifest))
+        return manifest
+
+    def write_run_record(self, run_key: str, record: Mapping[str, Any]) -> str:
+        """Record what a job run produced, for the process that launched it (spark-submit is opaque)."""
+        self.fs.makedirs(self.path(RUNS), exist_ok=True)
+        path = self.path(RUNS, f"{run_key}.json")
+        self._write_text_atomic(path, _dumps(record))
+        return path
+
+    def read_run_record(self, run_key: str) -> dict[str, Any]:
+        with self.fs.open(self.path(RUNS, f"{run_key}.json"), "r") as f:
+            return json.load(f)
+
+    @contextmanager
+    def begin(self, stage: str, version: str) -> Iterator[PendingVersion]:
+        """Open a temporary location for ``version``; commit it with :meth:`PendingVersion.commit`.
+
+        If the block raises (or the process dies), nothing becomes visible; the temporary
+        directory is removed on a Python error and ignored by every reader otherwise.
+        """
+        attempt = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        pending = PendingVersion(self, stage, version, self.path(stage, TMP, f"{version}-{attempt}"))
+        self.fs.makedirs(pending.path, exist_ok=True)
+        try:
+            yield pending
+            if not pending.committed:
+                raise DatasetError(f"{stage} version {version} was written but never committed")
+        finally:
+            if self.fs.exists(pending.path):
+                self.fs.rm(pending.path, recursive=True)
+
+
+@dataclass
+class PendingVersion:
+    """A version being written; ``path``/``url`` is the temporary location to write into."""
+
+    store: DatasetStore
+    stage: str
+    version: str
+    path: str
+    committed: bool = False
+
+    @property
+    def url(self) -> str:
+        return hadoop_url(self.path) if self.store.is_local else self.store.fs.unstrip_protocol(self.path)
+
+    def local_files(self) -> list[tuple[str, int]]:
+        """(relative path, size) of every data file written so far (hidden/marker files left out)."""
+        out = []
+        for full, info in self.store.fs.find(self.path, detail=True).items():
+            rel = posixpath.relpath(full, self.path)
+            if any(part.startswith(("_", ".")) for part in rel.split("/")):
+                continue
+            out.append((rel, int(info["size"])))
+        return sorted(out)
+
+    def commit(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Write the manifest and make the version visible atomically; returns the manifest.
+
+        When another attempt committed the same version first, its manifest is returned (the
+        content is the same by construction) and this attempt's files are dropped.
+        """
+        store, final = self.store, self.store.path(self.stage, self.version)
+        manifest = {
+            "version": self.version,
+            "stage": self.stage,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "quality": {"status": "pending"},
+            **manifest,
+        }
+        text = _dumps(manifest)
+        if store.is_local:
+            with store.fs.open(posixpath.join(self.path, MANIFEST), "w") as f:
+                f.write(text)
+            try:
+                os.rename(self.path, final)
+            except OSError:
+                if not store.exists(self.stage, self.version):
+                    raise
+                log.info("%s version %s was committed by another attempt", self.stage, self.version)
+                self.committed = True
+                return store.read_manifest(self.stage, self.version)
+        else:
+            store.fs.mv(self.path, final, recursive=True)
+            with store.fs.open(posixpath.join(final, MANIFEST), "w") as f:
+                f.write(text)
+        self.committed = True
+        log.info("committed %s version %s at %s", self.stage, self.version, store.url(self.stage, self.version))
+        return manifest
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def summary(store: DatasetStore, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The small description of a version passed along as XCom and Asset-event ``extra``."""
+    stage, version = manifest["stage"], manifest["version"]
+    return {
+        "stage": stage,
+        "version": version,
+        "path": store.url(stage, version),
+        "rows": manifest.get("counts", {}),
+        "quality": manifest.get("quality", {}).get("status", "pending"),
+        "created_at": manifest["created_at"],
+    }

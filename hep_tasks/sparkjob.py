@@ -1,0 +1,73 @@
+"""Spark plumbing shared by every stage: the session, small results, file checksums.
+
+When ``spark-submit`` starts a job it sets the master; otherwise (tests, benchmarks, a plain
+``python -m hep_tasks``) the master comes from ``HEP_SPARK_MASTER`` (default ``local[*]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import sys
+from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def spark_session(app_name: str, master: str | None = None) -> SparkSession:
+    """The job's SparkSession; ``master`` applies only when spark-submit did not set one."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    conf = SparkConf()
+    builder = SparkSession.builder.appName(app_name)
+    if not conf.contains("spark.master"):
+        builder = builder.master(master or os.environ.get("HEP_SPARK_MASTER", "local[*]"))
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": os.environ.get("HEP_SHUFFLE_PARTITIONS", "8"),
+        "spark.ui.showConsoleProgress": "false",
+    }
+    for key, value in defaults.items():
+        if not conf.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def collect_small(df: DataFrame, max_rows: int) -> list[Any]:
+    """Bring a small result (aggregates, per-file metadata) to the driver, refusing a large one.
+
+    Datasets never come to the driver; this guard makes the intent checkable.
+    """
+    rows = df.limit(max_rows + 1).collect()
+    if len(rows) > max_rows:
+        raise RuntimeError(f"refusing to collect more than {max_rows} rows to the driver")
+    return rows
+
+
+def file_checksums(spark: SparkSession, url: str, max_files: int = 100_000) -> list[dict[str, Any]]:
+    """(path relative to ``url``, size, sha256) of every data file below ``url``, hashed on executors."""
+    from pyspark.sql import functions as F
+
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "[!_.]*")
+        .load(url)
+        .select("path", F.col("length").alias("size"), F.sha2("content", 256).alias("sha256"))
+    )
+    base = urlparse(url).path
+    out = [
+        {"path": posixpath.relpath(urlparse(row["path"]).path, base), "size": int(row["size"]), "sha256": row["sha256"]}
+        for row in collect_small(files, max_files)
+    ]
+    return sorted(out, key=lambda f: f["path"])

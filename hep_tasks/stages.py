@@ -1,0 +1,36 @@
+"""Which parameters each stage takes and which function runs it (imported only when it runs).
+
+A stage function has the signature ``run(spark, store, params) -> dict`` and returns the summary of
+the version it produced (at least ``version``, ``stage``, ``path``), which becomes the Airflow XCom.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hep_tasks.config import IngestParams, PrepareParams, QualityParams, SimulateParams, _Params
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    params: type[_Params]
+    target: str  # "module:function"
+    description: str
+
+    def function(self) -> Callable:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("simulate", SimulateParams, "hep_tasks.simulate.stage:run", "Pythia8 + detector response -> ROOT files"),
+        Stage("ingest", IngestParams, "hep_tasks.ingest.stage:run", "ROOT -> Parquet with the physics features"),
+        Stage("prepare", PrepareParams, "hep_tasks.prepare.stage:run", "split, balance, scale, sort -> train/test"),
+        Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output"),
+    )
+}
