@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pyspark import RDD
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,12 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
     return spark
 
 
-def collect_small(df: DataFrame, max_rows: int) -> list[Any]:
+def collect_small(data: DataFrame | RDD, max_rows: int) -> list[Any]:
     """Bring a small result (aggregates, per-file metadata) to the driver, refusing a large one.
 
     Datasets never come to the driver; this guard makes the intent checkable.
     """
-    rows = df.limit(max_rows + 1).collect()
+    rows = data.limit(max_rows + 1).collect() if hasattr(data, "limit") else data.take(max_rows + 1)
     if len(rows) > max_rows:
         raise RuntimeError(f"refusing to collect more than {max_rows} rows to the driver")
     return rows

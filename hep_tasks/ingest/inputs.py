@@ -1,0 +1,94 @@
+"""What to ingest: a simulate version, or user-given ROOT paths/globs/URLs with their process.
+
+An input spec is either a simulate version id (empty = the latest one) or comma-separated items
+``[process=]path-or-glob``. Without ``process=``, the process is read from the file or directory
+name (``ttbar``/``tt``, ``wjets``/``wlnu``, ``qcd``).
+
+>>> process_from_path("/data/ttbar_lepFilter_13TeV/f1.root")
+'ttbar'
+>>> process_from_path("root://eos.cern.ch//eos/wlnu/f2.root")
+'wjets'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+import fsspec
+
+from hep_tasks.datasets import DatasetStore
+from hep_tasks.errors import PipelineError
+from hep_tasks.processes import LABELS, PROCESSES
+
+SIMULATE = "simulate"
+_VERSION = re.compile(r"^sim-[0-9a-f]{16}$")
+#: name fragments that identify a process in a path, checked in this order per path component.
+_ALIASES = {
+    "ttbar": ("ttbar", "ttjets", "tt_", "tt-"),
+    "wjets": ("wjets", "w+jets", "wlnu", "wlepnu", "w_jets"),
+    "qcd": ("qcd",),
+}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    url: str
+    process: str
+
+    @property
+    def label(self) -> int:
+        return LABELS[self.process]
+
+
+def process_from_path(url: str) -> str | None:
+    """The process a path names (innermost component first), or None."""
+    for component in reversed(url.lower().split("/")):
+        found = {p for p, aliases in _ALIASES.items() if any(a in component for a in aliases)}
+        if len(found) == 1:
+            return found.pop()
+    return None
+
+
+def resolve_inputs(store: DatasetStore, spec: str) -> tuple[list[InputFile], dict[str, str]]:
+    """The files to ingest and the input-version record for the version id."""
+    spec = spec.strip()
+    if not spec or _VERSION.match(spec):
+        version = store.resolve(SIMULATE, spec)
+        manifest = store.read_manifest(SIMULATE, version)
+        files = [InputFile(store.url(SIMULATE, version, f["path"]), f["process"]) for f in manifest["files"]]
+        return files, {SIMULATE: version}
+    files = [f for item in spec.split(",") if item.strip() for f in expand_item(item.strip())]
+    listing = []
+    for f in files:
+        fs, path = fsspec.core.url_to_fs(f.url)
+        info = fs.info(path)
+        listing.append([f.url, f.process, info.get("size"), str(info.get("mtime") or info.get("ETag") or "")])
+    digest = hashlib.sha256(json.dumps(sorted(listing)).encode()).hexdigest()[:16]
+    return files, {"files": digest}
+
+
+def expand_item(item: str) -> list[InputFile]:
+    process = None
+    head, sep, rest = item.partition("=")
+    if sep and "/" not in head and ":" not in head:
+        if head not in PROCESSES:
+            raise PipelineError(f"unknown process {head!r} in input {item!r} (known: {', '.join(PROCESSES)})")
+        process, item = head, rest
+    fs, path = fsspec.core.url_to_fs(item)
+    matches = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path] if fs.exists(path) else []
+    if not matches:
+        raise PipelineError(f"input {item!r} matches no file")
+    out = []
+    for match in matches:
+        url = fs.unstrip_protocol(match) if "://" in item else match
+        proc = process or process_from_path(url)
+        if proc is None:
+            raise PipelineError(
+                f"cannot tell the process of {url}: name it with a prefix, e.g. ttbar={item} "
+                f"(known: {', '.join(PROCESSES)})"
+            )
+        out.append(InputFile(url, proc))
+    return out
