@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for noisy in ("great_expectations", "py4j", "numba"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     stage = STAGES[args.stage]
     try:
         settings = PipelineSettings.from_values({"data_root": args.data_root, "spark_master": args.spark_master})

@@ -3,16 +3,18 @@ Airflow home) and one SparkSession for the tests that use Spark in-process."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from hep_tasks.localenv import local_environment
 
-_TEST_AIRFLOW_HOME = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"hep-test-airflow-{os.getpid()}")
-os.environ.update(
-    local_environment(base={**os.environ, "AIRFLOW_HOME": os.environ.get("HEP_TEST_AIRFLOW_HOME", _TEST_AIRFLOW_HOME)})
-)
+_TEST_AIRFLOW_HOME = tempfile.mkdtemp(prefix="hep-test-airflow-")
+atexit.register(shutil.rmtree, _TEST_AIRFLOW_HOME, ignore_errors=True)
+os.environ.update(local_environment(base={**os.environ, "AIRFLOW_HOME": _TEST_AIRFLOW_HOME}))
 os.environ.setdefault("HEP_SHUFFLE_PARTITIONS", "4")
 
 

@@ -1,0 +1,86 @@
+"""Prepare benchmark: output events/s per core and peak memory, beside CERN's 2019 figure.
+
+Input: the ingest version that ``bench_ingest.py`` left in ``--workdir/data`` (run that first). Its
+quality suite is run once (not timed), since prepare only accepts checked data. Then:
+
+1. *kernel*: the per-batch work (ΔR sort, scaling, one-hot; ``prepare/transform.py``) on one core
+   over the ingested Parquet, in Arrow batches;
+2. *stage*: the whole prepare stage on Spark ``local[N]`` (split, exact balancing, scaler fit,
+   transform, shuffle, write, checksums); output events (train + test) per second per core.
+
+CERN (Migliorini et al. 2020): about 2.8 output events/s/core for feature preparation.
+Run: ``.venv/bin/python bench/bench_prepare.py [--cores 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import PeakMemory, report, timed  # noqa: E402
+
+from hep_tasks.localenv import local_environment  # noqa: E402
+
+CERN = 2.8
+
+
+def kernel(events_dir: str, scalers) -> dict:
+    import pyarrow.dataset as ds
+
+    from hep_tasks.prepare.transform import transform_batch
+
+    batches = list(ds.dataset(events_dir, format="parquet").to_batches(batch_size=4096))
+    with PeakMemory() as mem, timed() as t:
+        n = sum(transform_batch(b, scalers).num_rows for b in batches)
+    rate = n / t["seconds"]
+    return {"measure": "kernel, 1 core", "output_events": n, "events/s/core": rate, "x CERN 2.8": rate / CERN,
+            "peak_MiB": mem.peak_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--workdir", default=str(Path(__file__).resolve().parent / "out"))
+    args = parser.parse_args()
+    os.environ.update(local_environment())
+
+    from hep_tasks.config import PrepareParams, QualityParams
+    from hep_tasks.datasets import DatasetStore
+    from hep_tasks.prepare import stage as prepare
+    from hep_tasks.prepare.scalers import FeatureScalers
+    from hep_tasks.quality import stage as quality
+    from hep_tasks.sparkjob import spark_session
+
+    store = DatasetStore(str(Path(args.workdir) / "data"))
+    versions = store.versions("ingest")
+    if not versions:
+        sys.exit("no ingest version in the workdir: run bench/bench_ingest.py first")
+    source = versions[-1]
+    spark = spark_session("bench-prepare", f"local[{args.cores}]")
+    try:
+        quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": source}))
+        for old in store.versions("prepare"):
+            store.fs.rm(store.path("prepare", old), recursive=True)
+        with PeakMemory() as mem, timed() as t:
+            result = prepare.run(spark, store, PrepareParams.from_values({"input": source}))
+    finally:
+        spark.stop()
+    manifest = store.read_manifest("prepare", result["version"])
+    n = manifest["counts"]["total"]
+    rate = n / t["seconds"] / args.cores
+    with store.fs.open(store.path("prepare", result["version"], manifest["scalers"])) as f:
+        scalers = FeatureScalers.loads(f.read())
+    rows = [
+        kernel(store.path("ingest", source, "events"), scalers),
+        {"measure": f"stage, Spark local[{args.cores}]", "output_events": n, "events/s/core": rate,
+         "x CERN 2.8": rate / CERN, "peak_MiB": mem.peak_mib},
+    ]
+    report("prepare: output events/s per core (CERN 2019: about 2.8)", rows,
+           str(Path(args.workdir) / "bench_prepare.json"))
+
+
+if __name__ == "__main__":
+    main()

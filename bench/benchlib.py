@@ -1,0 +1,77 @@
+"""Shared benchmark plumbing: peak memory of a whole process tree, timing, the result table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants (Spark JVM, Python workers)."""
+
+    interval: float = 0.2
+    peak_bytes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_bytes / 2**20
+
+
+@contextmanager
+def timed():
+    box = {}
+    start = time.perf_counter()
+    yield box
+    box["seconds"] = time.perf_counter() - start
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(title: str, rows: list[dict], out: str | None = None) -> None:
+    """Print the rows as an aligned table (and save them as JSON when ``out`` is given)."""
+    print(f"\n== {title} ({machine()})")
+    if rows:
+        keys = list(rows[0])
+        widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
+        print("  ".join(k.ljust(widths[k]) for k in keys))
+        for r in rows:
+            print("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
+    if out:
+        with open(out, "w") as f:
+            json.dump({"title": title, "machine": machine(), "rows": rows}, f, indent=2)
+
+
+def _fmt(v) -> str:
+    return f"{v:,.1f}" if isinstance(v, float) else str(v)
