@@ -72,9 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = spark_session(f"hep-{stage.name}", settings.spark_master)
     try:
         summary = stage.function()(spark, store, params)
-    except PipelineError as err:
+    except PipelineError as err:  # bad input or data: rerunning cannot help, so say so to the launcher
         log.error("%s failed: %s", stage.name, err)
         print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
+        if args.run_key:
+            store.write_run_record(args.run_key, {"stage": stage.name, "error": str(err), "retryable": False})
         return 1
     finally:
         spark.stop()

@@ -193,6 +193,12 @@ class DatasetStore:
         with self.fs.open(self.path(RUNS, f"{run_key}.json"), "r") as f:
             return json.load(f)
 
+    def find_run_record(self, run_key: str) -> dict[str, Any] | None:
+        try:
+            return self.read_run_record(run_key)
+        except FileNotFoundError:
+            return None
+
     @contextmanager
     def begin(self, stage: str, version: str) -> Iterator[PendingVersion]:
         """Open a temporary location for ``version``; commit it with :meth:`PendingVersion.commit`.

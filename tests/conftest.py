@@ -26,3 +26,27 @@ def spark():
     session = spark_session("hep-tests", "local[2]")
     yield session
     session.stop()
+
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.fixture(scope="session")
+def sample_files() -> dict[str, str]:
+    """Small simulated ROOT files, one per process, made by our simulate stage (tests/data/make_samples.py)."""
+    from hep_tasks.processes import PROCESSES
+
+    files = {p: os.path.join(SAMPLES, f"{p}.root") for p in PROCESSES}
+    missing = [f for f in files.values() if not os.path.exists(f)]
+    assert not missing, f"run tests/data/make_samples.py: missing {missing}"
+    return files
+
+
+@pytest.fixture()
+def input_dir(tmp_path, sample_files):
+    """A directory of the sample files, named so that their process is recognised."""
+    folder = tmp_path / "input"
+    folder.mkdir()
+    for process, path in sample_files.items():
+        shutil.copy(path, folder / f"{process}_sample.root")
+    return folder

@@ -4,7 +4,8 @@ One idea on top of the Spark provider's ``SparkSubmitOperator``: the application
 ``hep_tasks/__main__.py <stage>``; the stage parameters are checked before ``spark-submit`` starts
 (a bad value fails the task at once, without retries, naming the parameter); after the job the
 operator reads the run record the stage wrote, returns it as XCom and attaches it to the ``extra``
-of every outlet Asset event.
+of every outlet Asset event. A stage that failed on its input or data (bad file, failed quality
+suite) says so in its run record, and the task then fails at once instead of retrying.
 """
 
 from __future__ import annotations
@@ -74,8 +75,15 @@ class HepStageOperator(SparkSubmitOperator):
             *params.to_args(),
         ]
         self.log.info("hep_tasks %s with %s", self.stage, params.to_dict())
-        super().execute(context)
-        summary = DatasetStore(settings.data_root).read_run_record(run_key)
+        store = DatasetStore(settings.data_root)
+        try:
+            super().execute(context)
+        except Exception:
+            record = store.find_run_record(run_key)
+            if record and record.get("retryable") is False:  # bad data or input: fail without retries
+                raise AirflowFailException(f"{self.task_id}: {record['error']}") from None
+            raise
+        summary = store.read_run_record(run_key)
         self.log.info("%s produced %s version %s at %s", self.task_id, summary["stage"], summary["version"], summary["path"])
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = summary

@@ -1,0 +1,75 @@
+"""The ingest stage on Spark: simulated files -> Parquet, cut-flow, quarantine, quality suite."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import uproot
+
+from hep_tasks.config import IngestParams, QualityParams
+from hep_tasks.datasets import DatasetStore
+from hep_tasks.errors import PipelineError
+from hep_tasks.ingest import stage as ingest
+from hep_tasks.ingest.schema import SPARK_DDL
+from hep_tasks.quality import stage as quality
+from hep_tasks.quality.report import DataQualityError
+
+pytestmark = pytest.mark.slow
+
+
+def _params(**values) -> IngestParams:
+    return IngestParams.from_values(values, env={})
+
+
+def test_ingest_skips_a_corrupt_file_and_records_it(spark, tmp_path, input_dir, sample_files):
+    truncated = (input_dir / "qcd_sample.root").read_bytes()[:20_000]
+    (input_dir / "qcd_broken.root").write_bytes(truncated)
+    store = DatasetStore(str(tmp_path / "data"))
+    result = ingest.run(spark, store, _params(input=f"{input_dir}/*.root", entries_per_split=25, max_quarantined_fraction=0.3))
+    manifest = store.read_manifest("ingest", result["version"])
+
+    [bad] = manifest["quarantine"]
+    assert bad["url"].endswith("qcd_broken.root")
+    assert re.match(r"(not a readable ROOT file|unreadable TTree 'Delphes') \(", bad["reason"]), bad["reason"]
+    assert manifest["input_files"] == {"total": 4, "readable": 3, "splits": 9}
+    for process, path in sample_files.items():
+        flow = manifest["cutflow"][process]
+        assert flow["read"] == uproot.open(path)["Delphes"].num_entries
+        assert flow["read"] >= flow["lepton_pt23"] >= flow["isolated_lepton"] == flow["written"] > 0
+        assert manifest["counts"][process] == flow["written"]
+    events = spark.read.parquet(store.url("ingest", result["version"], "events"))
+    assert events.schema.simpleString() == spark.createDataFrame([], SPARK_DDL).schema.simpleString()
+    assert events.count() == manifest["counts"]["total"]
+    assert all(f["sha256"] and f["size"] > 0 for f in manifest["files"])
+
+    # a rerun with the same inputs and parameters is a no-op returning the same version
+    again = ingest.run(spark, store, _params(input=f"{input_dir}/*.root", entries_per_split=25, max_quarantined_fraction=0.3))
+    assert again["version"] == result["version"] and again["created_at"] == result["created_at"]
+
+    # the quality suite passes on real simulated data, moves `latest`, and records the result
+    checked = quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": result["version"]}, env={}))
+    assert checked["quality"] == "passed" and store.latest("ingest") == result["version"]
+    record = store.read_manifest("ingest", result["version"])["quality"]
+    assert record["status"] == "passed" and record["data_docs_index"] == "_quality/data_docs/index.html"
+    assert (tmp_path / "data" / "ingest" / result["version"] / "_quality" / "data_docs" / "index.html").exists()
+
+
+def test_fail_policy_stops_with_the_file_named_and_writes_nothing(spark, tmp_path, input_dir):
+    (input_dir / "wjets_truncated.root").write_bytes((input_dir / "wjets_sample.root").read_bytes()[:3000])
+    store = DatasetStore(str(tmp_path / "data"))
+    with pytest.raises(PipelineError, match=r"in file .*wjets_truncated\.root"):
+        ingest.run(spark, store, _params(input=f"{input_dir}/*.root", on_bad_file="fail"))
+    assert store.versions("ingest") == []
+
+
+def test_too_many_quarantined_files_fail_the_quality_suite(spark, tmp_path, input_dir):
+    for i in range(2):
+        (input_dir / f"ttbar_junk{i}.root").write_text("not root")
+    store = DatasetStore(str(tmp_path / "data"))
+    result = ingest.run(spark, store, _params(input=f"{input_dir}/*.root", max_quarantined_fraction=0.2))
+    assert len(store.read_manifest("ingest", result["version"])["quarantine"]) == 2
+    with pytest.raises(DataQualityError, match=r"quarantined_fraction"):
+        quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": result["version"]}, env={}))
+    assert store.latest("ingest") is None
+    assert store.read_manifest("ingest", result["version"])["quality"]["status"] == "failed"

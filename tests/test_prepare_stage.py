@@ -1,0 +1,118 @@
+"""The prepare stage on Spark: reproducible disjoint split, exact balance, train-only scalers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hep_tasks.config import IngestParams, PrepareParams
+from hep_tasks.datasets import DatasetError, DatasetStore
+from hep_tasks.ingest import stage as ingest
+from hep_tasks.prepare import stage as prepare
+from hep_tasks.prepare.scalers import FeatureScalers
+from hep_tasks.prepare.transform import particle_rows, sort_by_delta_r
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ingested(spark, tmp_path_factory, sample_files):
+    """An ingest version of the sample files, marked as checked (the quality stage has its own tests)."""
+    store = DatasetStore(str(tmp_path_factory.mktemp("prepare") / "data"))
+    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
+    version = ingest.run(spark, store, IngestParams.from_values({"input": spec}, env={}))["version"]
+    store.update_manifest("ingest", version, quality={"status": "passed"})
+    return store, version
+
+
+def _events(spark, store, version):
+    return spark.read.parquet(store.url("ingest", version, "events"))
+
+
+def _keys(df, split):
+    return {(r.source_file, r.entry) for r in df.filter(f"split = '{split}'").select("source_file", "entry").collect()}
+
+
+def test_split_is_reproducible_disjoint_and_seeded(spark, ingested):
+    events = _events(spark, *ingested)
+    a, b = prepare.assign_split(events, 0.3, 7), prepare.assign_split(events, 0.3, 7)
+    assert _keys(a, "train") == _keys(b, "train") and _keys(a, "test") == _keys(b, "test")
+    assert not _keys(a, "train") & _keys(a, "test")
+    assert len(_keys(a, "train")) + len(_keys(a, "test")) == events.count()
+    assert 0.15 < len(_keys(a, "test")) / events.count() < 0.45
+    assert _keys(prepare.assign_split(events, 0.3, 8), "test") != _keys(a, "test")
+    # the split of an event does not depend on how the data is partitioned
+    assert _keys(prepare.assign_split(events.repartition(7), 0.3, 7), "test") == _keys(a, "test")
+
+
+def test_balancing_keeps_exact_equal_counts(spark, ingested):
+    keyed = prepare.assign_split(_events(spark, *ingested), 0.2, 1)
+    before = prepare.class_counts(keyed)
+    targets = {s: min(before[s].values()) for s in prepare.SPLITS}
+    after = prepare.class_counts(prepare.balance(keyed, targets, 1))
+    assert after == {s: dict.fromkeys(before[s], targets[s]) for s in prepare.SPLITS}
+
+
+def test_prepared_version_scalers_are_numpy_statistics_of_the_train_rows(spark, ingested):
+    store, source = ingested
+    result = prepare.run(spark, store, PrepareParams.from_values({"input": source, "files_per_split": 2}, env={}))
+    manifest = store.read_manifest("prepare", result["version"])
+    with store.fs.open(store.path("prepare", result["version"], "scalers.json")) as f:
+        scalers = FeatureScalers.loads(f.read())
+
+    # rebuild the balanced train rows from the ingested data by lineage, and fit with NumPy
+    train = spark.read.parquet(store.url("prepare", result["version"], "train")).toPandas()
+    test = spark.read.parquet(store.url("prepare", result["version"], "test")).toPandas()
+    raw = _events(spark, store, source).toPandas().set_index(["source_file", "entry"])
+    rows = raw.loc[list(zip(train.source_file, train.entry))]
+    hlf = np.stack(rows.hlf.to_numpy()).astype(np.float64)
+    np.testing.assert_allclose(scalers.hlf.minimum, hlf.min(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scalers.hlf.maximum, hlf.max(axis=0), rtol=1e-6)
+    parts = np.vstack([np.stack(p) for p in rows.particles]).astype(np.float64)
+    np.testing.assert_allclose(scalers.particles.mean, parts.mean(axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scalers.particles.std, parts.std(axis=0), rtol=1e-5, atol=1e-7)
+    assert scalers.fitted_on["events"] == len(train) and scalers.fitted_on["particles"] == len(parts)
+
+    # equal classes, disjoint splits, counts in the manifest, train HLF within [0, 1]
+    for split, frame in (("train", train), ("test", test)):
+        counts = frame.label.value_counts()
+        assert counts.nunique() == 1 and len(counts) == 3
+        assert manifest["counts"][split] == {p: int(counts.iloc[0]) for p in ("qcd", "ttbar", "wjets")}
+    assert not set(zip(train.source_file, train.entry)) & set(zip(test.source_file, test.entry))
+    train_hlf = np.stack(train.hlf.to_numpy())
+    assert train_hlf.min() >= 0.0 and train_hlf.max() <= 1.0 + 1e-6
+    assert (np.stack(train.label_onehot.to_numpy()).argmax(axis=1) == train.label).all()
+
+    # particles: scaled and sorted (un-scaling the sorted rows reproduces the ΔR order)
+    event = rows.iloc[0]
+    raw_rows = np.stack(event.particles).astype(np.float64)
+    expected = sort_by_delta_r(np.array([0, len(raw_rows)]), raw_rows)
+    got = scalers.particles.inverse(np.stack(train.particles.iloc[0]).astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+    again = prepare.run(spark, store, PrepareParams.from_values({"input": source, "files_per_split": 2}, env={}))
+    assert again == result
+
+
+def test_bad_inputs_are_refused_with_the_version_named(spark, ingested, tmp_path):
+    store, source = ingested
+    before = store.versions("prepare")
+    with pytest.raises(DatasetError, match=r"ingest version 'ing-0000000000000000' does not exist .*committed versions: ing-"):
+        prepare.run(spark, store, PrepareParams.from_values({"input": "ing-0000000000000000"}, env={}))
+    store.update_manifest("ingest", source, quality={"status": "failed"})
+    try:
+        with pytest.raises(DatasetError, match=rf"ingest version {source} has not passed its quality check \(status: failed\)"):
+            prepare.run(spark, store, PrepareParams.from_values({"input": source}, env={}))
+    finally:
+        store.update_manifest("ingest", source, quality={"status": "passed"})
+    counts = store.read_manifest("ingest", source)["counts"]
+    store.update_manifest("ingest", source, counts=counts | {"qcd": 0})
+    try:
+        with pytest.raises(DatasetError, match=rf"ingest version {source} lacks class qcd"):
+            prepare.run(spark, store, PrepareParams.from_values({"input": source}, env={}))
+    finally:
+        store.update_manifest("ingest", source, counts=counts)
+    empty = DatasetStore(str(tmp_path / "empty"))
+    with pytest.raises(DatasetError, match="no ingest version has passed its checks"):
+        prepare.run(spark, empty, PrepareParams.from_values({}, env={}))
+    assert store.versions("prepare") == before  # nothing was written

@@ -1,0 +1,39 @@
+"""The stages as Airflow runs them: `spark-submit hep_tasks/__main__.py <stage>`, in order,
+ingest -> quality -> prepare -> quality, on simulated files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import hep_tasks
+
+pytestmark = pytest.mark.slow
+ENTRY = str(Path(hep_tasks.__file__).parent / "__main__.py")
+
+
+def _submit(data_root, *args) -> dict:
+    cmd = ["spark-submit", "--master", "local[2]", ENTRY, *args, "--data-root", str(data_root)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_ingest_prepare_and_their_checks_through_spark_submit(tmp_path, input_dir):
+    data = tmp_path / "data"
+    ingested = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--entries-per-split", "40")
+    assert ingested["stage"] == "ingest" and ingested["rows"]["total"] > 0
+    checked = _submit(data, "quality", "--stage", "ingest", "--version", ingested["version"])
+    assert checked["quality"] == "passed"
+
+    prepared = _submit(data, "prepare", "--input", ingested["version"], "--files-per-split", "2")
+    rows = prepared["rows"]
+    assert rows["train"]["qcd"] == rows["train"]["ttbar"] == rows["train"]["wjets"] > 0
+    assert rows["test"]["qcd"] == rows["test"]["ttbar"] == rows["test"]["wjets"] > 0
+    checked = _submit(data, "quality", "--stage", "prepare", "--version", prepared["version"])
+    assert checked["quality"] == "passed"
+    assert (data / "prepare" / "latest").read_text().strip() == prepared["version"]
