@@ -4,6 +4,7 @@ Airflow home) and one SparkSession for the tests that use Spark in-process."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ _TEST_AIRFLOW_HOME = tempfile.mkdtemp(prefix="hep-test-airflow-")
 atexit.register(shutil.rmtree, _TEST_AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(local_environment(base={**os.environ, "AIRFLOW_HOME": _TEST_AIRFLOW_HOME}))
 os.environ.setdefault("HEP_SHUFFLE_PARTITIONS", "4")
+logging.getLogger("py4j").setLevel(logging.WARNING)  # no "Closing down" lines at interpreter exit
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dic
     ]
     with store.begin(STAGE, version) as pending:
         log.info("simulating %d files into %s", len(tasks), pending.url)
-        job = partial(_simulate_one, store.root, pending.path, params.events_per_file)
+        job = partial(_simulate_one, store.root, pending.path, params.events_per_file, params.isolated_leptons_only)
         spark.sparkContext.parallelize(tasks, len(tasks)).foreach(job)
         stats = [_read_stats(store, pending.path, process, index) for process, index, _ in tasks]
         manifest = pending.commit(_manifest(params, stats) | {"quality": _check(params, stats)})
@@ -69,16 +69,17 @@ def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dic
     return summary(store, manifest)
 
 
-def _simulate_one(root: str, out_path: str, n_events: int, task: tuple[str, int, int]) -> None:
+def _simulate_one(root: str, out_path: str, n_events: int, isolated_only: bool, task: tuple[str, int, int]) -> None:
     """Spark task: simulate one file, copy it into the version, write its stats next to it."""
-    from hep_tasks.simulate.generate import simulate_file
+    from hep_tasks.simulate import SimulationSettings, simulate_file
 
     process, index, seed = task
     store = DatasetStore(root)
     target = posixpath.join(out_path, file_name(process, index))
     with tempfile.TemporaryDirectory(prefix="hep-sim-") as tmp:
         local = os.path.join(tmp, os.path.basename(target))
-        stats = simulate_file(process, n_events, seed, local).to_dict()
+        settings = SimulationSettings(isolated_leptons_only=isolated_only)
+        stats = simulate_file(process, n_events, seed, local, settings).to_dict()
         store.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         store.fs.put_file(local, target)
         with open(local, "rb") as f:
