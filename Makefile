@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 airflow: venv
 	$(BIN)/python -m hep_tasks.localenv setup
 
-demo: airflow
+demo: venv
 	$(BIN)/python -m hep_tasks.localenv demo
 
 test: venv

@@ -12,6 +12,7 @@ import logging
 import os
 import posixpath
 import tempfile
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hep_tasks.config import QualityParams
@@ -36,14 +37,19 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
         store.set_latest(stage, version)
         return summary(store, manifest)
 
-    checks = CHECKS[stage](spark, store, version, manifest)
+    # every expectation is a Spark job over the same data: read the Parquet once
+    checks = [replace(c, dataframe=c.dataframe.persist()) for c in CHECKS[stage](spark, store, version, manifest)]
     results = store.path(stage, version, RESULTS)
-    if store.is_local:
-        report = run_checks(stage, checks, results)
-    else:  # GX renders into a local directory; upload it next to the data
-        with tempfile.TemporaryDirectory(prefix="hep-quality-") as tmp:
-            report = run_checks(stage, checks, tmp)
-            store.fs.put(tmp + "/", results, recursive=True)
+    try:
+        if store.is_local:
+            report = run_checks(stage, checks, results)
+        else:  # GX renders into a local directory; upload it next to the data
+            with tempfile.TemporaryDirectory(prefix="hep-quality-") as tmp:
+                report = run_checks(stage, checks, tmp)
+                store.fs.put(tmp + "/", results, recursive=True)
+    finally:
+        for check in checks:
+            check.dataframe.unpersist()
     outcome = report.to_dict() | {
         "results_path": posixpath.join(RESULTS, os.path.basename(report.results_path)),
         "data_docs_index": posixpath.join(RESULTS, "data_docs", "index.html"),

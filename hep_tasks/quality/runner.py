@@ -1,0 +1,226 @@
+"""Run expectation suites on Spark DataFrames with Great Expectations 1.x; write results and Data Docs.
+
+:func:`run_checks` validates each :class:`~hep_tasks.quality.report.Check` through GX's Spark
+datasource (the DataFrame stays on the cluster; only GX's metrics and at most a few sample rows
+come to the driver), then writes into ``results_dir``:
+
+- ``<suite>.json``          the full GX validation results of every check, plus the summary;
+- ``data_docs/index.html``  Data Docs rendered for this run only (one page per check).
+
+The GX context is ephemeral (in-memory stores; nothing written to the home directory or the
+working directory) with analytics off; its only Data Docs site is ``results_dir/data_docs``.
+
+GX 1.24 behaviours this module works around (see also the package docstring):
+
+- A Checkpoint passes the same ``batch_parameters`` to all its validation definitions, and a Spark
+  dataframe asset takes its DataFrame from them, so each check gets its own asset, suite,
+  validation definition and checkpoint (all sharing one run id).
+- Data Docs are built once, after all checks (a full build of the ephemeral context, which holds
+  this run's suites and results only), rather than by an ``UpdateDataDocsAction`` per checkpoint:
+  every build compiles GX's Jinja templates anew (about a second each), and an incremental build
+  of validation results alone leaves the index linking to suite pages that were never rendered.
+- The Spark execution engine ``persist()``\\ s every batch DataFrame; batches that were not cached
+  before the run are unpersisted after it.
+- An expectation object can belong to one suite only (``add_expectation`` refuses one that has an
+  id) and a suite silently drops "equal-ish" duplicates; the runner adds copies and warns about
+  duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hep_tasks.quality.report import Check, QualityReport, describe_failure
+
+if TYPE_CHECKING:
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.data_context import AbstractDataContext
+
+log = logging.getLogger(__name__)
+
+#: Sub-directory of ``results_dir`` holding the Data Docs site.
+DATA_DOCS_DIR = "data_docs"
+_SITE_NAME = "hep_quality"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: GX result format of every run: unexpected counts plus up to 20 sample values per column
+#: expectation (BOOLEAN_ONLY would drop the counts that failure lines show).
+_RESULT_FORMAT = "BASIC"
+
+
+def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLike[str]) -> QualityReport:
+    """Validate every check with Great Expectations on Spark; write results and Data Docs.
+
+    Args:
+        suite: name of the suite (``ingest``, ``prepare``, ...); names the JSON file and prefixes
+            the GX suite of each check (``<suite>.<check>``).
+        checks: the batches and their expectations; names must be unique.
+        results_dir: local directory for ``<suite>.json`` and ``data_docs/`` (created if missing;
+            an existing ``data_docs/`` is replaced so the site shows this run only).
+
+    Returns:
+        The :class:`QualityReport`; ``success`` is false when any expectation failed (or raised).
+    """
+    _check_arguments(suite, checks)
+    out = Path(results_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    docs_dir = out / DATA_DOCS_DIR
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before GX is imported; the config says so too
+    import great_expectations as gx
+
+    context = _ephemeral_context(docs_dir)
+    source = context.data_sources.add_spark(name="spark")
+    run_id = gx.RunIdentifier(run_name=suite, run_time=dt.datetime.now(dt.timezone.utc))
+    results: dict[str, ExpectationSuiteValidationResult] = {}
+    for check in checks:
+        started = time.perf_counter()
+        results[check.name] = _validate(context, source, suite, check, run_id)
+        log.info(
+            "quality %s: %s validated, %d expectations in %.1f s",
+            suite, check.name, len(check.expectations), time.perf_counter() - started,
+        )
+    context.build_data_docs(site_names=[_SITE_NAME])  # the context holds this run only
+
+    as_json = {name: result.to_json_dict() for name, result in results.items()}
+    failed = [
+        describe_failure(name, expectation)
+        for name, result in as_json.items()
+        for expectation in result.get("results", [])
+        if not expectation.get("success")
+    ]
+    statistics = _statistics(as_json)
+    index = docs_dir / "index.html"
+    report = QualityReport(
+        suite=suite,
+        success=all(r.get("success") for r in as_json.values()),
+        failed=failed,
+        statistics=statistics,
+        results_path=str(out / f"{suite}.json"),
+        data_docs_index=str(index),
+    )
+    _write_json(Path(report.results_path), {**report.to_dict(), "checks": as_json})
+    if not index.exists():
+        log.warning("quality %s: Great Expectations wrote no Data Docs index at %s", suite, index)
+    log.info(
+        "quality %s: %s, %d of %d expectations failed; Data Docs %s",
+        suite,
+        "passed" if report.success else "FAILED",
+        statistics["unsuccessful_expectations"],
+        statistics["evaluated_expectations"],
+        index,
+    )
+    return report
+
+
+def _check_arguments(suite: str, checks: Sequence[Check]) -> None:
+    if not _NAME_RE.match(suite or ""):
+        raise ValueError(f"suite name {suite!r} must be letters, digits, '_', '-' or '.'")
+    if not checks:
+        raise ValueError(f"suite {suite!r} has no checks to run")
+    names = [c.name for c in checks]
+    bad = [n for n in names if not _NAME_RE.match(n or "")]
+    if bad:
+        raise ValueError(f"check names {bad} in suite {suite!r} must be letters, digits, '_', '-' or '.'")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"check names {duplicates} appear more than once in suite {suite!r} (names: {names})")
+    empty = [c.name for c in checks if not c.expectations]
+    if empty:
+        raise ValueError(f"checks {empty} of suite {suite!r} have no expectations")
+
+
+def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
+    """An in-memory GX context, analytics and progress bars off, one Data Docs site at ``docs_dir``."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars={"globally": False},
+        data_docs_sites={
+            _SITE_NAME: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) -> ExpectationSuiteValidationResult:
+    """Validate one check through its own asset, suite, validation definition and checkpoint."""
+    import great_expectations as gx
+
+    name = f"{suite}.{check.name}"
+    batch_definition = source.add_dataframe_asset(name=check.name).add_batch_definition_whole_dataframe(check.name)
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=name))
+    for expectation in check.expectations:
+        added = gx_suite.add_expectation(expectation.copy(deep=True, update={"id": None}))
+        if added.id is None:
+            log.warning("quality %s: duplicate expectation dropped by GX: %r", name, expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            result_format=_RESULT_FORMAT,
+        )
+    )
+    df = check.dataframe
+    was_cached = _is_cached(df)
+    try:
+        result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
+    finally:
+        if not was_cached:
+            df.unpersist()
+    (validation,) = result.run_results.values()
+    return validation
+
+
+def _is_cached(df: Any) -> bool:
+    """Whether Spark's cache manager holds ``df`` (however it was cached)."""
+    level = df.storageLevel
+    return bool(level.useMemory or level.useDisk or level.useOffHeap)
+
+
+def _statistics(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    per_check = {}
+    for name, result in results.items():
+        stats = result.get("statistics", {})
+        per_check[name] = {
+            "success": bool(result.get("success")),
+            "evaluated_expectations": int(stats.get("evaluated_expectations", 0)),
+            "unsuccessful_expectations": int(stats.get("unsuccessful_expectations", 0)),
+        }
+    evaluated = sum(c["evaluated_expectations"] for c in per_check.values())
+    unsuccessful = sum(c["unsuccessful_expectations"] for c in per_check.values())
+    return {
+        "evaluated_expectations": evaluated,
+        "successful_expectations": evaluated - unsuccessful,
+        "unsuccessful_expectations": unsuccessful,
+        "success_percent": 100.0 * (evaluated - unsuccessful) / evaluated if evaluated else 100.0,
+        "checks": per_check,
+    }
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temporary file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

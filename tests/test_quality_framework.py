@@ -1,0 +1,168 @@
+"""The quality framework without a Great Expectations run: the SQL of the NaN/±inf and schema checks
+(run directly with Spark SQL), failure lines, errors, argument checks, cheap import.
+
+The end-to-end behaviour (JSON results, Data Docs, raising) is tested on the suites' runs in
+``test_quality_ingest`` and ``test_quality_prepare``. Uses the session ``spark`` fixture.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from hep_tasks.quality import (
+    Check,
+    QualityReport,
+    describe_failure,
+    finite_expectations,
+    raise_for_failures,
+    run_checks,
+    schema_expectations,
+)
+
+
+@pytest.fixture(scope="module")
+def values_view(spark) -> str:
+    """A view with NaN/±inf/NULL in a scalar, an array and a matrix column (row 1 is clean)."""
+    rows = [
+        (1, 1.0, [1.0, 2.0], [[1.0], [2.0]]),
+        (2, math.nan, [1.0, math.nan], [[1.0], [math.inf]]),
+        (3, math.inf, [1.0, None], [[1.0], None]),
+        (4, None, [-math.inf], [[math.nan, 1.0]]),
+        (5, -math.inf, [3.0], [[2.0, None]]),
+    ]
+    df = spark.createDataFrame(rows, "id bigint, x double, v array<float>, m array<array<float>>")
+    df.createOrReplaceTempView("quality_values")
+    return "quality_values"
+
+
+def offending_ids(spark, expectation, view: str) -> list[int]:
+    """Run an unexpected-rows expectation's query on ``view`` as GX would; the ids it returns."""
+    query = expectation.unexpected_rows_query.replace("{batch}", view)
+    return sorted(row["id"] for row in spark.sql(query).collect())
+
+
+@pytest.mark.parametrize(
+    "column, kind, expected",
+    [
+        ("x", "scalar", [2, 3, 5]),  # NaN, +inf, -inf; NULL is left to ExpectColumnValuesToNotBeNull
+        ("v", "array", [2, 3, 4]),  # NaN, NULL and -inf elements
+        ("m", "matrix", [2, 3, 4, 5]),  # +inf, a NULL row, NaN, a NULL element
+    ],
+)
+def test_finite_expectations_flag_nan_inf_and_null_elements(spark, values_view, column, kind, expected):
+    (expectation,) = finite_expectations(column, kind, keys=("id",))
+    assert type(expectation).__name__ == "UnexpectedRowsExpectation"
+    assert expectation.description.startswith(f"{column}: ")
+    assert expectation.meta == {"column": column}
+    assert offending_ids(spark, expectation, values_view) == expected
+
+
+def test_nan_is_what_native_range_checks_miss(spark, values_view):
+    """The §4 pitfall in plain Spark SQL: NaN satisfies >= 0 and is not NULL."""
+    row = spark.sql(f"SELECT x >= 0 AS in_range, x IS NULL AS is_null FROM {values_view} WHERE id = 2").first()
+    assert row["in_range"] is True and row["is_null"] is False
+
+
+def test_schema_expectations_check_nested_element_types(spark):
+    expectations = schema_expectations({"id": "bigint", "v": "array<float>"})
+    names = [type(e).__name__ for e in expectations]
+    assert names == ["ExpectTableColumnsToMatchSet", "ExpectColumnValuesToBeOfType", "UnexpectedRowsExpectation"]
+    nested = expectations[-1]
+    spark.createDataFrame([(1, [1.0])], "id bigint, v array<float>").createOrReplaceTempView("quality_f")
+    spark.createDataFrame([(1, [1.0])], "id bigint, v array<double>").createOrReplaceTempView("quality_d")
+    assert spark.sql(nested.unexpected_rows_query.replace("{batch}", "quality_f")).count() == 0
+    (row,) = spark.sql(nested.unexpected_rows_query.replace("{batch}", "quality_d")).collect()
+    assert row["v"] == "array<double>"
+
+
+def test_describe_failure_names_check_type_column_and_observation():
+    rows = {
+        "success": False,
+        "expectation_config": {
+            "type": "unexpected_rows_expectation",
+            "kwargs": {"unexpected_rows_query": "SELECT ...", "batch_id": "b"},
+            "meta": {"column": "hlf"},
+            "description": "hlf has exactly 14 elements",
+        },
+        "result": {"observed_value": 3},
+    }
+    assert describe_failure("events", rows) == (
+        "events: unexpected_rows_expectation[hlf has exactly 14 elements](column=hlf): 3 unexpected rows"
+    )
+    error = {
+        "success": False,
+        "expectation_config": {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "hlf"}},
+        "result": {},
+        "exception_info": {"('column_values.nonnull.unexpected_count', ...)": {
+            "raised_exception": True, "exception_message": "column 'hlf' does not exist"}},
+    }
+    assert describe_failure("events", error).endswith("error: column 'hlf' does not exist")
+
+
+def test_raise_for_failures_returns_a_passed_report():
+    report = QualityReport("ok", True, [], {}, "/r/ok.json", "/r/data_docs/index.html")
+    assert raise_for_failures(report) is report
+    assert report.to_dict()["status"] == "passed"
+
+
+def test_run_checks_refuses_bad_check_lists(tmp_path):
+    with pytest.raises(ValueError, match=r"check names \['a'\] appear more than once"):
+        run_checks("s", [Check("a", None, [object()]), Check("a", None, [object()])], tmp_path)
+    with pytest.raises(ValueError, match="has no checks"):
+        run_checks("s", [], tmp_path)
+    with pytest.raises(ValueError, match=r"checks \['a'\] of suite 's' have no expectations"):
+        run_checks("s", [Check("a", None, [])], tmp_path)
+    with pytest.raises(ValueError, match="suite name"):
+        run_checks("../s", [Check("a", None, [object()])], tmp_path)
+
+
+def test_finite_expectations_rejects_unknown_kinds():
+    with pytest.raises(ValueError, match="kind must be .* not 'vector'"):
+        finite_expectations("hlf", "vector")
+
+
+def test_import_is_cheap():
+    code = (
+        "import sys, hep_tasks.quality; "
+        "heavy = [m for m in ('great_expectations', 'pyspark', 'awkward') if m in sys.modules]; "
+        "sys.exit(str(heavy) if heavy else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shapes_expectation_flags_every_size_mismatch(spark):
+    from hep_tasks.quality.sql import shapes_expectation
+
+    row2 = [[1.0, 2.0]] * 2
+    rows = [
+        (1, [1.0] * 3, 2, row2),  # good
+        (2, [1.0] * 2, 2, row2),  # short fixed array
+        (3, [1.0] * 3, 3, row2),  # count disagrees with the rows
+        (4, [1.0] * 3, 2, [[1.0, 2.0], [1.0]]),  # a short row
+        (5, [1.0] * 3, 2, [[1.0, 2.0], None]),  # a NULL row
+    ]
+    spark.createDataFrame(rows, "id bigint, a array<float>, n int, m array<array<float>>").createOrReplaceTempView("quality_shapes")
+    expectation = shapes_expectation(arrays={"a": 3}, matrix="m", matrix_rows="n", matrix_width=2, keys=("id",))
+    assert expectation.description == "a has 3 values; m has n rows of 2 features"
+    assert offending_ids(spark, expectation, "quality_shapes") == [2, 3, 4, 5]
+
+
+def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
+    """GX persists every batch; run_checks unpersists only those the caller had not cached."""
+    import great_expectations.expectations as gxe
+
+    from hep_tasks.quality.runner import _is_cached
+
+    plain, cached = spark.range(5).coalesce(1), spark.range(7).coalesce(1).cache()
+    checks = [
+        Check("plain", plain, [gxe.ExpectTableRowCountToEqual(value=5)]),
+        Check("cached", cached, [gxe.ExpectTableRowCountToEqual(value=7)]),
+    ]
+    report = run_checks("caching", checks, tmp_path)
+    assert report.success, report.failed
+    assert not _is_cached(plain) and _is_cached(cached)
+    cached.unpersist()
