@@ -184,13 +184,14 @@ class SimulateParams(_Params):
 
     section: ClassVar[str] = "simulate"
     processes: tuple[str, ...] = _param(PROCESSES, "Processes to simulate, comma separated (ttbar, wjets, qcd).", _processes)
-    events_per_file: int = _param(200, "Accepted events written to each ROOT file.", _positive)
+    events_per_file: int = _param(100, "Accepted events written to each ROOT file.", _positive)
     files_per_process: int = _param(2, "ROOT files per process; one Spark task each.", _positive)
     seed: int = _param(20190101, "Base random seed; file i of a process gets a seed derived from it.", _non_negative)
     isolated_leptons_only: bool = _param(
-        False,
+        True,
         "Write only events whose lepton is isolated as ingest requires (QCD: ~8x slower per written "
-        "event, about the same time per event that survives ingest).",
+        "event, about the same time per event that survives ingest); false keeps every event with a "
+        "PT > 23 GeV lepton, which shows the whole cut-flow.",
     )
 
 

@@ -27,7 +27,7 @@ def _airflow_env(tmp_path: Path) -> dict[str, str]:
 def test_dag_runs_end_to_end(tmp_path):
     env = _airflow_env(tmp_path)
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    conf = {"events_per_file": 40, "files_per_process": 1, "seed": 11, "test_fraction": 0.25}
+    conf = {"events_per_file": 20, "files_per_process": 1, "seed": 11, "test_fraction": 0.25, "isolated_leptons_only": True}
     run = subprocess.run(
         [AIRFLOW, "dags", "test", "hep_pipeline", "--conf", json.dumps(conf)],
         env=env, capture_output=True, text=True, timeout=1500,
@@ -40,7 +40,7 @@ def test_dag_runs_end_to_end(tmp_path):
     sim, ing, pre = (store.latest(s) for s in ("simulate", "ingest", "prepare"))
     assert sim and ing and pre
     sim_manifest = store.read_manifest("simulate", sim)
-    assert {p: v["accepted"] for p, v in sim_manifest["processes"].items()} == {"qcd": 40, "ttbar": 40, "wjets": 40}
+    assert {p: v["accepted"] for p, v in sim_manifest["processes"].items()} == {"qcd": 20, "ttbar": 20, "wjets": 20}
     ing_manifest = store.read_manifest("ingest", ing)
     assert ing_manifest["inputs"] == {"simulate": sim} and ing_manifest["quality"]["status"] == "passed"
     pre_manifest = store.read_manifest("prepare", pre)

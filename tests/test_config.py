@@ -11,7 +11,7 @@ from hep_tasks.config import ConfigError, IngestParams, PipelineSettings, Prepar
 
 
 def test_defaults_env_and_explicit_values_in_that_order():
-    assert SimulateParams.from_values(env={}).events_per_file == 200
+    assert SimulateParams.from_values(env={}).events_per_file == 100
     env = {"HEP_SIMULATE_EVENTS_PER_FILE": "30", "HEP_SIMULATE_SEED": "7"}
     assert SimulateParams.from_values(env=env).events_per_file == 30
     params = SimulateParams.from_values({"events_per_file": "40"}, env=env)
