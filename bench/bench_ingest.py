@@ -61,7 +61,8 @@ def kernel(files: dict[str, Path]) -> list[dict]:
     return rows
 
 
-def stage(files: dict[str, Path], workdir: Path, copies: int, cores: int) -> dict:
+def stage(files: dict[str, Path], workdir: Path, copies: dict[str, int], cores: int) -> dict:
+    """Ingest ``copies[process]`` hard links of each file into a fresh ``workdir/data``."""
     from hep_tasks.config import IngestParams
     from hep_tasks.datasets import DatasetStore
     from hep_tasks.ingest import stage as ingest
@@ -71,7 +72,7 @@ def stage(files: dict[str, Path], workdir: Path, copies: int, cores: int) -> dic
     shutil.rmtree(inputs, ignore_errors=True)
     inputs.mkdir(parents=True)
     for process, path in files.items():
-        for c in range(copies):
+        for c in range(copies[process]):
             os.link(path, inputs / f"{process}_{c:03d}.root")
     root = workdir / "data"
     shutil.rmtree(root, ignore_errors=True)
@@ -93,14 +94,14 @@ def stage(files: dict[str, Path], workdir: Path, copies: int, cores: int) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000, help="accepted events simulated per process")
-    parser.add_argument("--copies", type=int, default=8, help="copies of each file for the stage run")
+    parser.add_argument("--copies", type=int, default=24, help="copies of each file for the stage run")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", default=str(Path(__file__).resolve().parent / "out"))
     args = parser.parse_args()
     os.environ.update(local_environment())
     workdir = Path(args.workdir)
     files = simulated_files(workdir, args.events)
-    rows = kernel(files) + [stage(files, workdir, args.copies, args.cores)]
+    rows = kernel(files) + [stage(files, workdir, dict.fromkeys(files, args.copies), args.cores)]
     report("ingest: input events/s per core (CERN 2019: 11.7, 17.3 with Spark SQL filters)", rows,
            str(workdir / "bench_ingest.json"))
 
