@@ -76,11 +76,17 @@ def demo(env: dict[str, str], conf: dict | None = None) -> None:
 
     store = DatasetStore(env["HEP_DATA_ROOT"])
     print("\nhep-pipeline demo finished. Outputs (latest versions that passed their checks):")
-    for stage in ("simulate", "ingest", "prepare"):
+    for stage, data in (("simulate", "*/*.root"), ("ingest", "events/"), ("prepare", "{train,test}/")):
         version = store.latest(stage)
-        if version:
-            print(f"  {stage:9s} {version}  {store.path(stage, version)}")
-            print(f"  {'':9s} manifest: {store.path(stage, version, '_manifest.json')}")
+        if not version:
+            continue
+        manifest = store.read_manifest(stage, version)
+        print(f"  {stage:9s} {version}  rows {manifest.get('counts')}")
+        print(f"  {'':9s} data:     {store.path(stage, version, data)}")
+        print(f"  {'':9s} manifest: {store.path(stage, version, '_manifest.json')}")
+        docs = manifest.get("quality", {}).get("data_docs_index")
+        if docs:
+            print(f"  {'':9s} checks:   {store.path(stage, version, docs)}")
 
 
 def main(argv: list[str] | None = None) -> int:

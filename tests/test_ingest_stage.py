@@ -73,3 +73,15 @@ def test_too_many_quarantined_files_fail_the_quality_suite(spark, tmp_path, inpu
         quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": result["version"]}, env={}))
     assert store.latest("ingest") is None
     assert store.read_manifest("ingest", result["version"])["quality"]["status"] == "failed"
+
+
+def test_the_data_source_reads_paths_on_its_own(spark, sample_files):
+    from hep_tasks.ingest.datasource import DelphesDataSource
+
+    spark.dataSource.register(DelphesDataSource)
+    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
+    events = spark.read.format("delphes").option("entriesPerSplit", 25).load(spec)
+    assert events.rdd.getNumPartitions() == 9  # 3 files x ceil(60 / 25)
+    counts = {r["process"]: r["count"] for r in events.groupBy("process").count().collect()}
+    assert set(counts) == {"qcd", "ttbar", "wjets"} and all(n > 40 for n in counts.values())
+    assert events.filter("n_particles < 1 or n_particles > 801").count() == 0
