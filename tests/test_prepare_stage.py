@@ -55,7 +55,8 @@ def test_balancing_keeps_exact_equal_counts(spark, ingested):
 
 def test_prepared_version_scalers_are_numpy_statistics_of_the_train_rows(spark, ingested):
     store, source = ingested
-    result = prepare.run(spark, store, PrepareParams.from_values({"input": source, "files_per_split": 2}, env={}))
+    params = PrepareParams.from_values({"input": source, "files_per_split": 2, "rows_per_row_group": 16}, env={})
+    result = prepare.run(spark, store, params)
     manifest = store.read_manifest("prepare", result["version"])
     with store.fs.open(store.path("prepare", result["version"], "scalers.json")) as f:
         scalers = FeatureScalers.loads(f.read())
@@ -90,7 +91,15 @@ def test_prepared_version_scalers_are_numpy_statistics_of_the_train_rows(spark, 
     got = scalers.particles.inverse(np.stack(train.particles.iloc[0]).astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
-    again = prepare.run(spark, store, PrepareParams.from_values({"input": source, "files_per_split": 2}, env={}))
+    # row groups of at most rows_per_row_group events: the unit streamed into training
+    import pyarrow.parquet as pq
+
+    files = sorted(store.fs.glob(store.path("prepare", result["version"], "train", "*.parquet")))
+    assert len(files) == 2
+    groups = [pq.ParquetFile(f).metadata.row_group(i).num_rows for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
+    assert max(groups) == 16 and sum(groups) == len(train)
+
+    again = prepare.run(spark, store, params)
     assert again == result
 
 
