@@ -232,16 +232,6 @@ class PendingVersion:
     def url(self) -> str:
         return hadoop_url(self.path) if self.store.is_local else self.store.fs.unstrip_protocol(self.path)
 
-    def local_files(self) -> list[tuple[str, int]]:
-        """(relative path, size) of every data file written so far (hidden/marker files left out)."""
-        out = []
-        for full, info in self.store.fs.find(self.path, detail=True).items():
-            rel = posixpath.relpath(full, self.path)
-            if any(part.startswith(("_", ".")) for part in rel.split("/")):
-                continue
-            out.append((rel, int(info["size"])))
-        return sorted(out)
-
     def commit(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Write the manifest and make the version visible atomically; returns the manifest.
 
