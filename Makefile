@@ -30,8 +30,9 @@ $(VENV)/.installed: pyproject.toml
 airflow: venv
 	$(BIN)/python -m hep_tasks.localenv setup
 
+# DEMO_CONF: DAG run conf as JSON, e.g. make demo DEMO_CONF='{"events_per_file": 30}'
 demo: venv
-	$(BIN)/python -m hep_tasks.localenv demo
+	$(BIN)/python -m hep_tasks.localenv demo $(if $(DEMO_CONF),--conf '$(DEMO_CONF)')
 
 test: venv
 	$(BIN)/python -m pytest
