@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+from quality_helpers import assert_single_failure
 
 from hep_tasks.quality import (
     Check,
@@ -148,10 +149,7 @@ DEFECTS = {
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_each_defect_fails_its_expectation(bad_report, defect):
-    start, end = DEFECTS[defect]
-    lines = [line for line in bad_report.failed if line.startswith(start)]
-    assert len(lines) == 1, (defect, bad_report.failed)
-    assert lines[0].endswith(end), lines[0]
+    assert_single_failure(bad_report, *DEFECTS[defect])
 
 
 def test_bad_batch_fails_exactly_the_defects(bad_report):

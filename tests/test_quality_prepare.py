@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from quality_helpers import assert_single_failure
 
 from hep_tasks.quality import DataQualityError, QualityReport, prepared_checks, raise_for_failures, run_checks
 from hep_tasks.quality.prepare_suite import delta_r_order_query
@@ -98,10 +99,7 @@ DEFECTS = {
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_each_defect_fails_its_expectation(bad_report, defect):
-    start, end = DEFECTS[defect]
-    lines = [line for line in bad_report.failed if line.startswith(start)]
-    assert len(lines) == 1, (defect, bad_report.failed)
-    assert lines[0].endswith(end), lines[0]
+    assert_single_failure(bad_report, *DEFECTS[defect])
 
 
 def test_bad_pair_fails_exactly_the_defects(bad_report):

@@ -28,10 +28,23 @@ ARROW_SCHEMA = pa.schema(
     ]
 )
 
-SPARK_DDL = (
-    "label int, process string, hlf array<float>, particles array<array<float>>, "
-    "n_particles int, source_file string, entry bigint"
-)
+_SPARK_TYPES = {pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float", pa.string(): "string"}
+
+
+def spark_ddl(schema: pa.Schema) -> str:
+    """The Spark DDL of an Arrow schema made of ints, floats, strings and (nested) lists.
+
+    >>> spark_ddl(pa.schema([("x", pa.list_(pa.float32())), ("n", pa.int64())]))
+    'x array<float>, n bigint'
+    """
+
+    def kind(t: pa.DataType) -> str:
+        return f"array<{kind(t.value_type)}>" if pa.types.is_list(t) else _SPARK_TYPES[t]
+
+    return ", ".join(f"{f.name} {kind(f.type)}" for f in schema)
+
+
+SPARK_DDL = spark_ddl(ARROW_SCHEMA)
 
 
 def fixed_rows(values: np.ndarray, width: int) -> pa.ListArray:
