@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 def spark_session(app_name: str, master: str | None = None) -> SparkSession:
     """The job's SparkSession; ``master`` applies only when spark-submit did not set one."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
+    # Start (or join) the JVM first: only then does SparkConf() see the properties spark-submit set
+    # (--master, --conf); a SparkConf made before the gateway is an empty Python dict.
+    SparkContext._ensure_initialized()
     conf = SparkConf()
     builder = SparkSession.builder.appName(app_name)
     if not conf.contains("spark.master"):
@@ -41,7 +44,14 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s, master %s, %d task slots", spark.version, spark.sparkContext.master, task_slots(spark))
     return spark
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Tasks the application can run at once now (executor cores / ``spark.task.cpus``)."""
+    sc = spark.sparkContext
+    return max(1, sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1")))
 
 
 def collect_small(data: DataFrame | RDD, max_rows: int) -> list[Any]:

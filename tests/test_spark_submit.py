@@ -37,3 +37,18 @@ def test_ingest_prepare_and_their_checks_through_spark_submit(tmp_path, input_di
     checked = _submit(data, "quality", "--stage", "prepare", "--version", prepared["version"])
     assert checked["quality"] == "passed"
     assert (data / "prepare" / "latest").read_text().strip() == prepared["version"]
+
+
+def test_the_master_given_to_spark_submit_is_the_one_used(tmp_path):
+    """The Airflow connection reaches jobs as `spark-submit --master`; HEP_SPARK_MASTER must not override it."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from hep_tasks.sparkjob import spark_session, task_slots\n"
+        "spark = spark_session('probe', 'local[2]')\n"
+        "print('MASTER', spark.sparkContext.master, task_slots(spark))\n"
+        "spark.stop()\n"
+    )
+    env = os.environ | {"HEP_SPARK_MASTER": "local[2]"}
+    run = subprocess.run(["spark-submit", "--master", "local[1]", str(probe)], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "MASTER local[1] 1" in run.stdout
