@@ -1,5 +1,5 @@
 """
-### hep_pipeline: simulated LHC events to training datasets for trigger classifiers
+### hep_pipeline: simulated LHC events to trained trigger classifiers
 
 Each task is a Spark job (`hep_tasks <stage>` through `spark-submit`, connection `hep_spark`):
 
@@ -10,6 +10,12 @@ Each task is a Spark job (`hep_tasks <stage>` through `spark-submit`, connection
 3. **check_ingested**: Great Expectations suite on the ingested data; publishes the version.
 4. **prepare**: train/test split, class balancing, scaling fitted on train, ΔR sorting, shuffling.
 5. **check_prepared**: Great Expectations suite on the train/test datasets; publishes the version.
+6. **train**: the HLF, particle-sequence and inclusive Keras classifiers, data-parallel on Spark (a
+   barrier stage of *Training workers* TensorFlow workers), checkpointed every epoch.
+7. **evaluate**: test-split predictions, ROC/AUC, confusion matrices, tt̄ efficiency at fixed QCD
+   acceptance, loss curves; `report.html` and `metrics.json`.
+8. **check_model**: Great Expectations suite on the predictions and the AUC floors; publishes the
+   models (`latest`) only when it passes.
 
 Every output is a versioned dataset under the data root (`HEP_DATA_ROOT`); versions travel as XCom
 and as Asset events. Rerunning with the same parameters reuses the existing versions.
@@ -20,13 +26,14 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, Param, TriggerRule, task
-from hep_airflow.assets import INGESTED_EVENTS, PREPARED_DATASETS, SIMULATED_EVENTS
+from hep_airflow.assets import INGESTED_EVENTS, MODELS, PREPARED_DATASETS, SIMULATED_EVENTS
 from hep_airflow.operators import HepStageOperator
 
-from hep_tasks.config import IngestParams, PrepareParams, SimulateParams
+from hep_tasks.config import IngestParams, PrepareParams, QualityParams, SimulateParams, TrainParams
 from hep_tasks.processes import PROCESSES
+from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
-SIM, ING, PREP = SimulateParams(), IngestParams(), PrepareParams()
+SIM, ING, PREP, TRAIN, QUAL = SimulateParams(), IngestParams(), PrepareParams(), TrainParams(), QualityParams()
 
 
 def _xcom_version(task_id: str) -> str:
@@ -35,7 +42,7 @@ def _xcom_version(task_id: str) -> str:
 
 with DAG(
     dag_id="hep_pipeline",
-    description="Simulated LHC events -> features -> balanced, scaled train/test datasets",
+    description="Simulated LHC events -> features -> train/test datasets -> trained, evaluated classifiers",
     doc_md=__doc__,
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
@@ -85,6 +92,27 @@ with DAG(
         ),
         "split_seed": Param(PREP.seed, type="integer", minimum=0, title="Split seed",
                             description="Seed of the train/test split, the balancing and the shuffle."),
+        "models": Param(
+            list(TRAIN.models), type="array", items={"type": "string", "enum": list(MODEL_NAMES)},
+            title="Models", description="Classifiers to train: hlf (dense net on the 14 high-level features), "
+            "particle_sequence (GRU over the particle list), inclusive (GRU + high-level features).",
+        ),
+        "workers": Param(
+            TRAIN.workers, type="integer", minimum=1, title="Training workers",
+            description="TensorFlow workers, one Spark task each; at most the Spark application's task slots.",
+        ),
+        "epochs": Param(TRAIN.epochs, type="integer", minimum=1, title="Epochs",
+                        description="Most training epochs per model (early stopping on validation loss may end sooner)."),
+        "hyperparameters": Param(
+            TRAIN.hyperparameters, type="string", title="Hyper-parameters (JSON)",
+            description='Per-model overrides of the defaults, e.g. {"hlf": {"units": [64, 32], "learning_rate": 0.002}}; '
+            "empty = defaults.",
+        ),
+        "auc_floors": Param(
+            QUAL.auc_floors, type="string", title="AUC floors",
+            description="check_model fails when a model's tt̄-vs-QCD test AUC is below its floor, e.g. "
+            "hlf=0.9,inclusive=0.95; * applies to every model.",
+        ),
     },
 ) as dag:
 
@@ -141,5 +169,30 @@ with DAG(
         outlets=[PREPARED_DATASETS],
     )
 
+    train = HepStageOperator(
+        task_id="train",
+        stage="train",
+        stage_params={
+            "input": _xcom_version("check_prepared"),
+            "models": "{{ params.models | join(',') }}",
+            "workers": "{{ params.workers }}",
+            "epochs": "{{ params.epochs }}",
+            "hyperparameters": "{{ params.hyperparameters }}",
+        },
+    )
+
+    evaluate = HepStageOperator(
+        task_id="evaluate",
+        stage="evaluate",
+        stage_params={"input": _xcom_version("train")},
+    )
+
+    check_model = HepStageOperator(
+        task_id="check_model",
+        stage="quality",
+        stage_params={"stage": "evaluate", "version": _xcom_version("evaluate"), "auc_floors": "{{ params.auc_floors }}"},
+        outlets=[MODELS],
+    )
+
     choose_input() >> [simulate, ingest]
-    simulate >> ingest >> check_ingested >> prepare >> check_prepared
+    simulate >> ingest >> check_ingested >> prepare >> check_prepared >> train >> evaluate >> check_model

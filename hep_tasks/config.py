@@ -28,6 +28,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from hep_tasks.errors import PipelineError
 from hep_tasks.processes import PROCESSES
+from hep_tasks.train.hyperparameters import MODELS, parse_overrides
 
 
 class ConfigError(PipelineError, ValueError):
@@ -74,6 +75,59 @@ def _processes(value: tuple[str, ...]) -> str | None:
             return f"unknown process {name!r} (known: {', '.join(PROCESSES)})"
     if len(set(value)) != len(value):
         return "lists a process twice"
+    return None
+
+
+def _non_negative_number(value: Any) -> str | None:
+    return None if value >= 0 and value == value else "must be zero or positive"
+
+
+def _particles(value: Any) -> str | None:
+    return None if 1 <= value <= 801 else "must be between 1 and 801"
+
+
+def _models_or_all(value: tuple[str, ...]) -> str | None:
+    unknown = [m for m in value if m not in MODELS]
+    if unknown:
+        return f"unknown model {unknown[0]!r} (known: {', '.join(MODELS)})"
+    return "lists a model twice" if len(set(value)) != len(value) else None
+
+
+def _models(value: tuple[str, ...]) -> str | None:
+    return _models_or_all(value) if value else "needs at least one model"
+
+
+def _hyperparameters(value: str) -> str | None:
+    try:
+        parse_overrides(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def parse_auc_floors(text: str) -> dict[str, float]:
+    """``'hlf=0.9,*=0.6'`` -> ``{'hlf': 0.9, '*': 0.6}``; raises ValueError naming the bad item."""
+    floors: dict[str, float] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, sep, number = item.partition("=")
+        name = name.strip()
+        if not sep or (name != "*" and name not in MODELS):
+            raise ValueError(f"{item!r} is not <model>=<floor> with a model among *, {', '.join(MODELS)}")
+        try:
+            floor = float(number)
+        except ValueError:
+            raise ValueError(f"{item!r}: {number.strip()!r} is not a number") from None
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"{item!r}: an AUC floor must be between 0 and 1")
+        floors[name] = floor
+    return floors
+
+
+def _auc_floors(value: str) -> str | None:
+    try:
+        parse_auc_floors(value)
+    except ValueError as err:
+        return str(err)
     return None
 
 
@@ -219,9 +273,67 @@ class PrepareParams(_Params):
 
 
 @dataclass(frozen=True)
+class TrainParams(_Params):
+    """Parameters of the train stage (Keras classifiers, data-parallel on Spark executors)."""
+
+    section: ClassVar[str] = "train"
+    input: str = _param("", "Prepare version id to train on; empty = latest prepare version.")
+    models: tuple[str, ...] = _param(MODELS, f"Models to train, comma separated ({', '.join(MODELS)}).", _models)
+    workers: int = _param(2, "Training workers: Spark tasks of one barrier stage, one TensorFlow worker each.", _positive)
+    epochs: int = _param(10, "Most epochs per model (early stopping may end sooner).", _positive)
+    batch_size: int = _param(0, "Events per worker and step; 0 = the model's default (hyperparameters).", _non_negative)
+    learning_rate: float = _param(
+        0.0, "Adam learning rate at a global batch of 256, scaled linearly with the global batch; 0 = the model's default.",
+        _non_negative_number,
+    )
+    threads_per_worker: int = _param(0, "TensorFlow threads per worker; 0 = spark.task.cpus.", _non_negative)
+    patience: int = _param(3, "Early stopping: epochs without a lower validation loss before stopping; 0 = never stop early.", _non_negative)
+    validation_fraction: float = _param(0.1, "Seeded fraction of the train split held out for validation (test stays untouched).", _fraction)
+    max_particles: int = _param(801, "Longest particle sequence fed to the GRU (the closest to the lepton are kept).", _particles)
+    padding: str = _param(
+        "batch", "batch: pad each batch to its longest sequence; full: pad every event to max_particles (the 2019 way, for benchmarks).",
+        _one_of("batch", "full"),
+    )
+    bucketing: bool = _param(True, "Group events of similar length into batches (less padding); false = random batches.")
+    hyperparameters: str = _param(
+        "", 'Per-model hyper-parameters as JSON over the defaults, e.g. {"hlf": {"units": [64, 32]}}.', _hyperparameters
+    )
+    seed: int = _param(7, "Seed of initial weights, validation slice and batch order.", _non_negative)
+    max_restarts: int = _param(1, "Relaunches of a model's barrier stage after a lost worker, each resuming from the last checkpoint.", _non_negative)
+
+
+@dataclass(frozen=True)
+class EvaluateParams(_Params):
+    """Parameters of the evaluate stage (test-split predictions, ROC/AUC, report)."""
+
+    section: ClassVar[str] = "evaluate"
+    input: str = _param("", "Train version id to evaluate; empty = the latest model version.")
+    rows_per_batch: int = _param(512, "Events per model call when scoring (sorted by length, padded per call).", _positive)
+
+
+@dataclass(frozen=True)
+class ScoreParams(_Params):
+    """Parameters of the score stage (a trained model applied to ingested events on Spark)."""
+
+    section: ClassVar[str] = "score"
+    input: str = _param("", "Ingest version id to score; empty = latest ingest version.")
+    model: str = _param("", "Train version id whose models score the events; empty = the latest model version that passed check_model.")
+    models: tuple[str, ...] = _param((), "Models of that version to apply, comma separated; empty = all it holds.", _models_or_all)
+    rows_per_batch: int = _param(512, "Events per model call (sorted by length, padded per call).", _positive)
+
+
+@dataclass(frozen=True)
 class QualityParams(_Params):
     """Parameters of the quality stage (Great Expectations on a stage's output)."""
 
     section: ClassVar[str] = "quality"
-    stage: str = _param("ingest", "Stage whose output to check.", _one_of("ingest", "prepare"))
+    stage: str = _param("ingest", "Stage whose output to check.", _one_of("ingest", "prepare", "evaluate"))
     version: str = _param("", "Version to check (the stage's output version).", _required)
+    auc_floors: str = _param(
+        "*=0.6", "evaluate only: lowest acceptable tt̄-vs-QCD AUC per model, e.g. hlf=0.9,inclusive=0.95 (* = any model).",
+        _auc_floors,
+    )
+
+    def floors(self) -> dict[str, float]:
+        """``auc_floors`` as ``{model or '*': floor}``."""
+        return parse_auc_floors(self.auc_floors)

@@ -5,6 +5,7 @@ Layout under the data root::
     <data_root>/<stage>/<version>/            a committed version (visible once _manifest.json exists)
     <data_root>/<stage>/<version>/_manifest.json
     <data_root>/<stage>/_tmp/<version>-<attempt>/   work in progress, never read
+    <data_root>/<stage>/_tmp/<version>.scratch/     state kept across attempts (training checkpoints)
     <data_root>/<stage>/latest                text file naming the newest version that passed its checks
     <data_root>/_runs/<run_key>.json          what a job run produced (read by the Airflow operator)
 
@@ -152,6 +153,11 @@ class DatasetStore:
         if not self.exists(stage, version):
             self.read_manifest(stage, version)  # raises with the list of versions
         return version
+
+    def scratch(self, stage: str, version: str, *parts: str) -> str:
+        """Path of work that survives attempts of ``version`` (checkpoints), never read as data:
+        ``<stage>/_tmp/<version>.scratch/...``; removed once the version is committed."""
+        return self.path(stage, TMP, f"{version}.scratch", *parts)
 
     # -- writing -------------------------------------------------------------------------------
     def check_writable(self) -> None:

@@ -26,9 +26,10 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
     from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    # Start (or join) the JVM first: only then does SparkConf() see the properties spark-submit set
-    # (--master, --conf); a SparkConf made before the gateway is an empty Python dict.
-    SparkContext._ensure_initialized()
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit: join its JVM first, since only then does SparkConf() see the
+        # properties spark-submit set (--master, --conf); before, SparkConf is an empty dict.
+        SparkContext._ensure_initialized()
     conf = SparkConf()
     builder = SparkSession.builder.appName(app_name)
     if not conf.contains("spark.master"):

@@ -10,7 +10,16 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hep_tasks.config import IngestParams, PrepareParams, QualityParams, SimulateParams, _Params
+from hep_tasks.config import (
+    EvaluateParams,
+    IngestParams,
+    PrepareParams,
+    QualityParams,
+    ScoreParams,
+    SimulateParams,
+    TrainParams,
+    _Params,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ STAGES: dict[str, Stage] = {
         Stage("simulate", SimulateParams, "hep_tasks.simulate.stage:run", "Pythia8 + detector response -> ROOT files"),
         Stage("ingest", IngestParams, "hep_tasks.ingest.stage:run", "ROOT -> Parquet with the physics features"),
         Stage("prepare", PrepareParams, "hep_tasks.prepare.stage:run", "split, balance, scale, sort -> train/test"),
+        Stage("train", TrainParams, "hep_tasks.train.stage:run", "Keras classifiers trained data-parallel on Spark"),
+        Stage("evaluate", EvaluateParams, "hep_tasks.evaluate.stage:run", "test-split ROC/AUC, confusion, report"),
+        Stage("score", ScoreParams, "hep_tasks.score.stage:run", "a trained model applied to ingested events"),
         Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output"),
     )
 }

@@ -13,6 +13,9 @@ Map of the package (one concern per module):
   scalars and inside arrays, the §4 pitfall), ``schema_expectations``, unique keys, class balance.
 - :mod:`.ingest_suite`  ``ingest_checks(events_df, metrics_df, max_quarantined_fraction=...)``.
 - :mod:`.prepare_suite` ``prepared_checks(train_df, test_df, eta_mean=..., eta_std=..., ...)``.
+- :mod:`.model_suite`   ``model_checks(predictions_df, metrics_df, auc_floors={"*": 0.9, ...})``:
+  scored test split (finite, normalised probabilities; every class predicted by every model)
+  and per-model AUC floors.
 
 Typical use, in a stage::
 
@@ -36,6 +39,7 @@ Great Expectations 1.24 on Spark, worth knowing:
 from __future__ import annotations
 
 from hep_tasks.quality.ingest_suite import ingest_checks
+from hep_tasks.quality.model_suite import model_checks
 from hep_tasks.quality.prepare_suite import prepared_checks
 from hep_tasks.quality.report import Check, DataQualityError, QualityReport, describe_failure, raise_for_failures
 from hep_tasks.quality.runner import run_checks
@@ -48,6 +52,7 @@ __all__ = [
     "describe_failure",
     "finite_expectations",
     "ingest_checks",
+    "model_checks",
     "prepared_checks",
     "raise_for_failures",
     "rows_expectation",

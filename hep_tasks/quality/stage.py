@@ -1,5 +1,8 @@
 """The quality stage: run a stage's Great Expectations suite on one of its versions and publish it.
 
+Suites: ``ingest`` (ingested events), ``prepare`` (train/test), ``evaluate`` (the models' test-split
+predictions and AUC floors; this is ``check_model``, and passing it publishes the model version).
+
 Results go next to the data (``<version>/_quality/<suite>.json`` and ``_quality/data_docs/``), the
 manifest's ``quality`` field records the outcome, and only a passing version moves the stage's
 ``latest`` pointer. A failing suite fails the job with every failed expectation listed.
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hep_tasks.config import QualityParams
 from hep_tasks.datasets import DatasetStore, summary
+from hep_tasks.processes import PROCESSES
 from hep_tasks.quality.report import Check, raise_for_failures
 from hep_tasks.quality.runner import run_checks
 
@@ -34,11 +38,11 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
     manifest = store.read_manifest(stage, version)
     if manifest.get("quality", {}).get("status") == "passed":
         log.info("%s version %s already passed its checks", stage, version)
-        store.set_latest(stage, version)
+        publish(store, stage, version, manifest)
         return summary(store, manifest)
 
     # every expectation is a Spark job over the same data: read the Parquet once
-    checks = [replace(c, dataframe=c.dataframe.persist()) for c in CHECKS[stage](spark, store, version, manifest)]
+    checks = [replace(c, dataframe=c.dataframe.persist()) for c in CHECKS[stage](spark, store, version, manifest, params)]
     results = store.path(stage, version, RESULTS)
     try:
         if store.is_local:
@@ -57,12 +61,21 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
     manifest = store.update_manifest(stage, version, quality=outcome)
     log.info("%s version %s: quality %s (%s)", stage, version, outcome["status"], report.statistics)
     if report.success:
-        store.set_latest(stage, version)
+        publish(store, stage, version, manifest)
     raise_for_failures(report)
     return summary(store, manifest)
 
 
-def _ingest_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any]) -> list[Check]:
+def publish(store: DatasetStore, stage: str, version: str, manifest: dict[str, Any]) -> None:
+    """Move ``latest`` to a version that passed; an evaluation that passed publishes its models too."""
+    store.set_latest(stage, version)
+    if stage == "evaluate":
+        model = manifest["inputs"]["train"]
+        store.update_manifest("train", model, quality={"status": "passed", "evaluate": version})
+        store.set_latest("train", model)
+
+
+def _ingest_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any], params: QualityParams) -> list[Check]:
     from hep_tasks.ingest.stage import EVENTS
     from hep_tasks.quality.ingest_suite import ingest_checks
 
@@ -78,7 +91,7 @@ def _ingest_checks(spark: SparkSession, store: DatasetStore, version: str, manif
     )
 
 
-def _prepare_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any]) -> list[Check]:
+def _prepare_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any], params: QualityParams) -> list[Check]:
     from hep_tasks.prepare.scalers import FeatureScalers
     from hep_tasks.prepare.transform import ETA, PHI
     from hep_tasks.quality.prepare_suite import prepared_checks
@@ -95,4 +108,18 @@ def _prepare_checks(spark: SparkSession, store: DatasetStore, version: str, mani
     )
 
 
-CHECKS = {"ingest": _ingest_checks, "prepare": _prepare_checks}
+def _evaluate_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any], params: QualityParams) -> list[Check]:
+    from hep_tasks.evaluate.stage import PREDICTIONS
+    from hep_tasks.quality.model_suite import model_checks
+
+    rows = [
+        (model, *(float("nan") if m["auc_one_vs_rest"][p] is None else float(m["auc_one_vs_rest"][p]) for p in PROCESSES),
+         float("nan") if m["auc_ttbar_vs_qcd"] is None else float(m["auc_ttbar_vs_qcd"]))
+        for model, m in manifest["metrics"].items()
+    ]  # fmt: skip
+    metrics = spark.createDataFrame(rows, "model string, " + ", ".join(f"auc_{p} double" for p in PROCESSES) + ", auc_ttbar_vs_qcd double")
+    predictions = spark.read.parquet(store.url("evaluate", version, PREDICTIONS))
+    return model_checks(predictions, metrics, auc_floors=params.floors())
+
+
+CHECKS = {"ingest": _ingest_checks, "prepare": _prepare_checks, "evaluate": _evaluate_checks}
