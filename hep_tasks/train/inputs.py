@@ -38,6 +38,8 @@ from hep_tasks.physics.constants import HLF_FEATURES, MAX_PARTICLES, PARTICLE_FE
 N_HLF = len(HLF_FEATURES)
 N_FEATURES = len(PARTICLE_FEATURES)
 PADDING = ("batch", "full")
+#: Batches' worth of events pooled before bucketing by length (memory: events x mean length x 76 B).
+POOL_BATCHES = 16
 
 
 @dataclass(frozen=True)
@@ -247,29 +249,37 @@ def block_from_table(table: pa.Table, inputs: Sequence[str]) -> Block:
 def training_batches(
     reader: ShardReader, spec: BatchSpec, *, seed: int, validation_fraction: float
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """Endless (inputs, one-hot) training batches of a shard: every pass re-shuffles the row-group
-    order and the events; validation events are left out; a pool's remainder joins the next pool."""
+    """Endless (inputs, one-hot) training batches of a shard, validation events left out.
+
+    Every pass re-shuffles the row-group order and the events. Row groups are pooled until the
+    pool holds :data:`POOL_BATCHES` batches, so that bucketing has events of many lengths to
+    group; a pool's remainder joins the next pool. A shard smaller than one batch gives one
+    partial batch per pass.
+    """
     rng = np.random.default_rng(seed)
-    remainder: Block | None = None
+    pool: list[Block] = []
     while True:
         produced = 0
-        for g in rng.permutation(len(reader.groups)):
+        for i, g in enumerate(rng.permutation(len(reader.groups))):
             block, table = reader.read(reader.groups[g])
-            keep = ~_validation(table, seed, validation_fraction)
-            pool = Block.concat([b for b in (remainder, block.take(np.flatnonzero(keep))) if b is not None])
-            batches = spec.order(pool, rng)
+            pool.append(block.take(np.flatnonzero(~_validation(table, seed, validation_fraction))))
+            if sum(map(len, pool)) < POOL_BATCHES * spec.batch_size and i + 1 < len(reader.groups):
+                continue
+            events = Block.concat(pool)
+            batches = spec.order(events, rng)
             rest = [b for b in batches if len(b) < spec.batch_size]
-            remainder = pool.take(np.concatenate(rest)) if rest else None
+            pool = [events.take(np.concatenate(rest))] if rest else []
             for index in batches:
                 if len(index) == spec.batch_size:
                     produced += 1
-                    part = pool.take(index)
+                    part = events.take(index)
                     yield spec.features(part), part.onehot
-        if not produced:  # a shard smaller than one batch: one partial batch per pass
-            if remainder is None or not len(remainder):
+        if not produced:
+            events = Block.concat(pool) if pool else None
+            if events is None or not len(events):
                 raise ValueError(f"no training events in the shard {[g.to_dict() for g in reader.groups]}")
-            yield spec.features(remainder), remainder.onehot
-            remainder = None
+            yield spec.features(events), events.onehot
+            pool = []
 
 
 def validation_batches(

@@ -198,6 +198,7 @@ def train_model(
         "parameters": chief["parameters"],
         "history": history,
         "worker_weights_sha256": [r["weights_sha256"] for r in workers],
+        "saved_weights_sha256": chief["best_weights_sha256"],
         "train_seconds": sum(history["seconds"][chief["start_epoch"]:]),
         "wall_seconds": time.perf_counter() - started,
         "cores": cores,
