@@ -76,7 +76,13 @@ def demo(env: dict[str, str], conf: dict | None = None) -> None:
 
     store = DatasetStore(env["HEP_DATA_ROOT"])
     print("\nhep-pipeline demo finished. Outputs (latest versions that passed their checks):")
-    for stage, data in (("simulate", "*/*.root"), ("ingest", "events/"), ("prepare", "{train,test}/")):
+    for stage, data in (
+        ("simulate", "*/*.root"),
+        ("ingest", "events/"),
+        ("prepare", "{train,test}/"),
+        ("train", "*/model.keras"),
+        ("evaluate", "report.html"),
+    ):
         version = store.latest(stage)
         if not version:
             continue
@@ -87,6 +93,12 @@ def demo(env: dict[str, str], conf: dict | None = None) -> None:
         docs = manifest.get("quality", {}).get("data_docs_index")
         if docs:
             print(f"  {'':9s} checks:   {store.path(stage, version, docs)}")
+    evaluation = store.latest("evaluate")
+    if evaluation:
+        metrics = store.read_manifest("evaluate", evaluation)["metrics"]
+        for model, m in metrics.items():
+            print(f"  {model:18s} tt̄-vs-QCD AUC {m['auc_ttbar_vs_qcd']:.3f}, accuracy {m['accuracy']:.3f}")
+        print(f"\n  Evaluation report: {store.path('evaluate', evaluation, 'report.html')}")
 
 
 def main(argv: list[str] | None = None) -> int:

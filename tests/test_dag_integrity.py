@@ -56,3 +56,14 @@ def test_pipeline_order(dagbag):
     assert dag.get_task("check_ingested").downstream_task_ids == {"prepare"}
     assert dag.get_task("prepare").downstream_task_ids == {"check_prepared"}
     assert {o.name for o in dag.get_task("check_prepared").outlets} == {"hep_prepared_datasets"}
+    assert dag.get_task("check_prepared").downstream_task_ids == {"train"}
+    assert dag.get_task("train").downstream_task_ids == {"evaluate"}
+    assert dag.get_task("evaluate").downstream_task_ids == {"check_model"}
+    assert {o.name for o in dag.get_task("check_model").outlets} == {"hep_models"}
+
+
+def test_scoring_order(dagbag):
+    dag = dagbag.dags["hep_scoring"]
+    assert dag.get_task("choose_input").downstream_task_ids == {"ingest", "score"}
+    assert dag.get_task("check_ingested").downstream_task_ids == {"score"}
+    assert {o.name for o in dag.get_task("score").outlets} == {"hep_scores"}

@@ -2,8 +2,11 @@
 
 Imports nothing heavy, so configuration and the Airflow DAG can check a value before any Spark or
 TensorFlow work starts. ``learning_rate`` is the Adam rate for a *global* batch of
-:data:`REFERENCE_BATCH` events; training scales it linearly with the actual global batch
-(per-worker batch x workers), with one epoch of linear warm-up (Goyal et al., 2017).
+:data:`REFERENCE_BATCH` events; training scales it with the square root of the actual global
+batch (per-worker batch x workers) over that reference, the rule suited to Adam (Hoffer et al.,
+2017; linear scaling, Goyal et al. 2017, is for SGD), with one epoch of linear warm-up.
+``batch_size`` is per worker; on a small dataset it is lowered so that an epoch has at least
+:data:`MIN_STEPS_PER_EPOCH` steps (the manifest records the batch used).
 
 >>> resolve("hlf", {"hlf": {"units": [64, 32]}})["units"]
 [64, 32]
@@ -25,15 +28,17 @@ MODELS: tuple[str, ...] = ("hlf", "particle_sequence", "inclusive")
 SEQUENCE_MODELS: frozenset[str] = frozenset({"particle_sequence", "inclusive"})
 #: Global batch at which ``learning_rate`` applies unscaled.
 REFERENCE_BATCH = 256
+#: Fewest optimizer steps per epoch: smaller datasets get smaller batches.
+MIN_STEPS_PER_EPOCH = 8
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     # dense 50-20-10 relu, softmax 3
-    "hlf": {"units": [50, 20, 10], "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 512, "steps_per_call": 8},
+    "hlf": {"units": [50, 20, 10], "dropout": 0.0, "learning_rate": 3e-3, "batch_size": 512, "steps_per_call": 8},
     # masked GRU(50) over the pre-padded particle list (lepton last), softmax 3
-    "particle_sequence": {"gru_units": 50, "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 256, "steps_per_call": 1},
+    "particle_sequence": {"gru_units": 50, "dropout": 0.0, "learning_rate": 2e-3, "batch_size": 256, "steps_per_call": 1},
     # GRU(50) branch ⊕ the 14 HLF, dense 25 relu, softmax 3
     "inclusive": {
-        "gru_units": 50, "dense_units": 25, "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 256, "steps_per_call": 1,
+        "gru_units": 50, "dense_units": 25, "dropout": 0.0, "learning_rate": 2e-3, "batch_size": 256, "steps_per_call": 1,
     },
 }  # fmt: skip
 

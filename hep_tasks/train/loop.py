@@ -8,7 +8,7 @@ TensorFlow's "custom training loop with MultiWorkerMirroredStrategy" guide:
   ``steps_per_call`` steps per ``tf.function`` call; Keras' optimizer all-reduces (sums) the
   gradients of every replica, so all workers hold identical weights after every step;
 - the loss is the cross-entropy on logits divided by the *global* batch; the Adam rate is
-  ``learning_rate x global batch / 256`` with one epoch of linear warm-up and cosine decay;
+  ``learning_rate x sqrt(global batch / 256)`` with one epoch of linear warm-up and cosine decay;
 - after each epoch each worker evaluates its shard's validation events locally and one all-reduce
   sums (loss, events, correct) over workers; the early-stopping decision is therefore the same on
   every worker; the chief writes the checkpoint (``checkpoints.py``), the others write nothing;
@@ -83,7 +83,7 @@ class WorkerSpec:
 
     @property
     def learning_rate(self) -> float:
-        return float(self.hyperparameters["learning_rate"]) * self.global_batch / REFERENCE_BATCH
+        return float(self.hyperparameters["learning_rate"]) * math.sqrt(self.global_batch / REFERENCE_BATCH)
 
 
 def configure_threads(threads: int) -> None:
@@ -268,4 +268,7 @@ def train_worker(spec: WorkerSpec, index: int) -> dict[str, Any]:
             "parameters": int(final.count_params()),
             "best_weights_sha256": weights_digest(best),
         }
+    # leave together: the chief hosts TensorFlow's coordination service, and a worker still running
+    # when the chief's process ends reports a lost leader
+    all_workers_sum(tf.zeros(3))
     return result

@@ -26,7 +26,7 @@ from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary
 from hep_tasks.prepare.scalers import ARTIFACT as SCALERS
 from hep_tasks.train.checkpoints import MODEL_FILE, CheckpointStore
 from hep_tasks.train.distributor import TensorFlowDistributor, TrainingError
-from hep_tasks.train.hyperparameters import parse_overrides, resolve
+from hep_tasks.train.hyperparameters import MIN_STEPS_PER_EPOCH, parse_overrides, resolve
 from hep_tasks.train.inputs import catalogue, shard_train_rows, shards
 from hep_tasks.train.loop import WorkerSpec
 from hep_tasks.train.models import model_inputs
@@ -154,6 +154,11 @@ def train_model(
         log.info("%s: finished by an earlier attempt of %s", model, version)
         return done
     smallest = min(shard_train_rows(p, params.validation_fraction) for p in parts)
+    batch = max(1, min(hp["batch_size"], smallest // MIN_STEPS_PER_EPOCH))
+    if batch < hp["batch_size"]:
+        log.info("%s: batch %d per worker instead of %d, so that an epoch has at least %d steps on %d events per worker",
+                 model, batch, hp["batch_size"], MIN_STEPS_PER_EPOCH, smallest)
+    hp = hp | {"batch_size": batch}
     spec = WorkerSpec(
         model=model,
         hyperparameters=hp,

@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     result = train_worker(spec, int(index))
     with open(result_path, "w") as f:
         json.dump(result, f)
+    if int(index) != 0:  # end before the chief, whose process hosts TensorFlow's coordination service
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 
