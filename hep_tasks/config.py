@@ -251,7 +251,7 @@ class SimulateParams(_Params):
         0,
         "QCD only: decay the b- and c-hadrons of each generated QCD event this many times (N trials, "
         "each with its own decays and detector response) and write the first accepted trial, weighted "
-        "k/N for k accepted trials; 25 gives ~10x more isolated-lepton QCD events per CPU-second, at the "
+        "k/N for k accepted trials; 25 gives ~15x more isolated-lepton QCD events per CPU-second, at the "
         "cost of under-representing events with k > 1 (counted in the manifest). 0 = off (the default).",
         lambda value: None if 0 <= value <= 1000 else "must be 0 (off) or a number of decay trials up to 1000",
     )

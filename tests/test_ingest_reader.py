@@ -11,7 +11,7 @@ from hep_tasks.ingest.datasource import Split, plan_splits, read_split
 from hep_tasks.ingest.inputs import process_from_path, resolve_inputs
 from hep_tasks.ingest.rootfile import branch_map, inspect_file, iterate_events
 from hep_tasks.ingest.schema import ARROW_SCHEMA
-from hep_tasks.physics import REQUIRED_FIELDS
+from hep_tasks.physics import PARTICLE_FEATURES, REQUIRED_FIELDS
 from hep_tasks.datasets import DatasetStore
 from rootfiles import collection, simple_events, write_delphes
 
@@ -23,6 +23,18 @@ def test_branch_map_reads_the_split_layout_delphes_writes():
     assert branches["Jet"]["PT"] == "Jet/Jet.PT"
     assert branches["EFlowTrack"]["Z"] == "EFlowTrack/EFlowTrack.Z"
     assert branches["MissingET"] == {"MET": "MissingET/MissingET.MET", "Phi": "MissingET/MissingET.Phi"}
+
+
+@pytest.mark.parametrize(
+    ("charge_key", "expected"),
+    [("EFlowTrack/EFlowTrack.Charge", "EFlowTrack/EFlowTrack.Charge"), ("EFlowTrack.Charge", "EFlowTrack.Charge"), (None, None)],
+    ids=["delphes-split", "mktree-flat", "absent"],
+)
+def test_optional_track_charge_branch_is_found_in_both_layouts(charge_key, expected):
+    keys = DELPHES_KEYS if charge_key != "EFlowTrack.Charge" else [k.rsplit("/", 1)[-1] for k in DELPHES_KEYS]
+    branches = branch_map(keys + ([charge_key] if charge_key else []), "f.root")
+    assert branches["EFlowTrack"].get("Charge") == expected
+    assert branches["EFlowTrack"]["PT"] in ("EFlowTrack/EFlowTrack.PT", "EFlowTrack.PT")
 
 
 def test_missing_collections_are_named_with_what_exists():
@@ -66,6 +78,52 @@ def _features_of(path: str, ranges: list[tuple[int, int]], chunk: int) -> pa.Tab
     layout = inspect_file(path)
     splits = [Split(i, path, "ttbar", 1, a, b, layout.branches) for i, (a, b) in enumerate(ranges)]
     return pa.Table.from_batches([b for s in splits for b in read_split(s, chunk, "fail", None)], schema=ARROW_SCHEMA)
+
+
+def _track_charges(path: str) -> list[list[float]]:
+    """Charge of the track rows (isChHad = 1) of every event that ingest writes from ``path``."""
+    table = _features_of(path, [(0, inspect_file(path).entries)], chunk=100)
+    is_ch_had, charge = PARTICLE_FEATURES.index("isChHad"), PARTICLE_FEATURES.index("Charge")
+    return [[row[charge] for row in event if row[is_ch_had] == 1.0] for event in table.column("particles").to_pylist()]
+
+
+def _charge_test_events(with_charge: bool) -> dict:
+    """One event: an isolated e- (its track is skipped) and e-, mu+, pi+, K- tracks."""
+    events = simple_events(1)
+    tracks = [
+        {"PT": 40.0, "Eta": 0.5, "Phi": 1.0, "PID": 11, "Charge": -1},
+        {"PT": 5.0, "Eta": -2.0, "Phi": 1.0, "PID": 11, "Charge": 1},  # deliberately not the PID rule's -1
+        {"PT": 6.0, "Eta": -2.0, "Phi": -1.0, "PID": -13, "Charge": 1},
+        {"PT": 7.0, "Eta": 2.0, "Phi": -2.0, "PID": 211, "Charge": 1},
+        {"PT": 8.0, "Eta": -2.0, "Phi": 2.5, "PID": -321, "Charge": -1},
+    ]
+    fields = REQUIRED_FIELDS["EFlowTrack"] + (("Charge",) if with_charge else ())
+    events["EFlowTrack"] = collection([tracks], fields)
+    return events
+
+
+def test_track_charge_comes_from_the_branch_when_the_file_has_it(tmp_path):
+    path = tmp_path / "with_charge.root"
+    write_delphes(path, _charge_test_events(with_charge=True))
+    assert inspect_file(str(path)).branches["EFlowTrack"]["Charge"] == "EFlowTrack.Charge"
+    assert _track_charges(str(path)) == [[1.0, 1.0, 1.0, -1.0]]
+
+
+def test_track_charge_comes_from_the_pdg_id_without_the_branch(tmp_path):
+    path = tmp_path / "without_charge.root"
+    write_delphes(path, _charge_test_events(with_charge=False))
+    assert "Charge" not in inspect_file(str(path)).branches["EFlowTrack"]
+    # e- -1, mu+ +1 (-sign(PID) for leptons), pi+ +1, K- -1 (sign(PID) for hadrons)
+    assert _track_charges(str(path)) == [[-1.0, 1.0, 1.0, -1.0]]
+
+
+def test_simulated_samples_carry_the_track_charge(sample_files):
+    import uproot
+
+    for path in sample_files.values():
+        assert inspect_file(path).branches["EFlowTrack"]["Charge"] == "EFlowTrack.Charge"
+        tree = uproot.open(path)["Delphes"]
+        assert tree["EFlowTrack.Charge"].interpretation.content.from_dtype == np.dtype(">i4")
 
 
 def test_whole_file_and_entry_ranges_give_identical_output(sample_files):

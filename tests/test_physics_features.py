@@ -11,6 +11,7 @@ import pytest
 
 from hep_tasks.physics import (
     HLF_FEATURES,
+    OPTIONAL_FIELDS,
     PARTICLE_FEATURES,
     REQUIRED_FIELDS,
     EventFeatures,
@@ -55,9 +56,15 @@ def _collection(name: str, per_event: list[list[dict[str, Any]]]) -> ak.Array:
             [rec.get(field, _DEFAULTS.get(field)) for ev in per_event for rec in ev],
             dtype=np.int32 if field in _INTEGER_FIELDS else np.float64,
         )
-        for field in REQUIRED_FIELDS[name]
+        for field in REQUIRED_FIELDS[name] + _optional_fields_used(name, per_event)
     }
     return ak.unflatten(ak.zip(columns), counts)
+
+
+def _optional_fields_used(name: str, per_event: list[list[dict[str, Any]]]) -> tuple[str, ...]:
+    """The optional fields (``EFlowTrack.Charge``) that the records give, for every record."""
+    members = [rec for ev in per_event for rec in ev]
+    return tuple(f for f in OPTIONAL_FIELDS.get(name, ()) if members and all(f in rec for rec in members))
 
 
 def make_events(*events: dict[str, list[dict[str, Any]]]) -> dict[str, ak.Array]:
@@ -229,7 +236,7 @@ def test_particle_rows_layout(iso_event: EventFeatures) -> None:
     assert cols(lepton, "isEle", "isMu", "Charge", "vtxX", "vtxY", "vtxZ") == [1, 0, -1, 0, 0, 0]
     assert cols(lepton, "E", "Px", "Py", "Pz") == pytest.approx([50.0, 50.0, 0.0, 0.0])
     assert cols(track, "vtxX", "vtxY", "vtxZ") == [0.01, -0.02, 3.5]
-    assert track[P["Charge"]] == -1.0 and far_track[P["Charge"]] == 1.0  # sign(PID): -211, 321
+    assert track[P["Charge"]] == -1.0 and far_track[P["Charge"]] == 1.0  # PID -211, 321
     assert track[P["isChHad"]] == 1.0 and track[P["isEle"]] == 0.0
     four = [5.0 * math.cosh(0.1), 5.0 * math.cos(0.1), 5.0 * math.sin(0.1), 5.0 * math.sinh(0.1)]
     assert cols(track, "E", "Px", "Py", "Pz") == pytest.approx(four)
@@ -237,6 +244,34 @@ def test_particle_rows_layout(iso_event: EventFeatures) -> None:
     assert cols(photon, "PT", "isGamma", "Charge", "vtxZ") == [2.0, 1.0, 0.0, 0.0]
     assert r[4:, P["isNeuHad"]].tolist() == [1.0, 1.0] and r[4:, P["PT"]].tolist() == [3.0, 4.0]
     assert r[:, P["isChHad"]:P["isMu"] + 1].sum(axis=1).tolist() == [1.0] * 6  # one type each
+
+
+# --- track charge ------------------------------------------------------------------------------
+def _track_rows(features: EventFeatures) -> np.ndarray:
+    r = rows(features)
+    return r[r[:, P["isChHad"]] == 1]
+
+
+def test_track_charge_from_pid_without_a_charge_field() -> None:
+    # e-, mu+, pi+, K- tracks (not the lepton's own, which is skipped): charge -1, +1, +1, -1.
+    event = isolated_electron_event(
+        EFlowTrack=[trk(5.0, 2.0, 1.0, pid=11), trk(6.0, -2.0, 1.0, pid=-13), trk(7.0, 2.0, -2.0, pid=211), trk(8.0, -2.0, -2.0, pid=-321)]
+    )
+    batch = make_events(event)
+    assert "Charge" not in ak.fields(batch["EFlowTrack"])
+    tracks = _track_rows(compute_features(batch))
+    assert tracks[:, P["PT"]].tolist() == [5.0, 6.0, 7.0, 8.0]
+    assert tracks[:, P["Charge"]].tolist() == [-1.0, 1.0, 1.0, -1.0]  # the 2019 code's sign(PID): [1, -1, 1, -1]
+
+
+def test_track_charge_field_is_used_when_present() -> None:
+    event = isolated_electron_event(EFlowTrack=[trk(5.0, 2.0, 1.0, pid=11), trk(7.0, 2.0, -2.0, pid=211)])
+    batch = make_events(event)
+    # Values the PID rule would not give, to show that the field wins (lepton track, e-, pi+).
+    charges = ak.unflatten(np.array([-1, 1, -1], dtype=np.int32), [3])
+    batch["EFlowTrack"] = ak.with_field(batch["EFlowTrack"], charges, "Charge")
+    tracks = _track_rows(compute_features(batch))
+    assert tracks[:, P["Charge"]].tolist() == [1.0, -1.0]
 
 
 def test_isolation_cone_wraps_phi() -> None:
@@ -440,13 +475,25 @@ def _reference(event: dict[str, list[dict[str, Any]]]) -> tuple[list[float], np.
 
     table = [row(lepton, lepton["PT"], "isEle" if is_ele else "isMu", lepton["Charge"], True)]
     kept = [t for t in tracks if delta_r(t["Eta"], t["Phi"], lepton["Eta"], lepton["Phi"]) >= 1e-4]
-    table += [row(t, t["PT"], "isChHad", float(np.sign(t["PID"])), True) for t in kept[:450]]
+    table += [row(t, t["PT"], "isChHad", _charge(t), True) for t in kept[:450]]
     table += [row(p, p["ET"], "isGamma", 0.0, False) for p in photons[:150]]
     table += [row(n, n["ET"], "isNeuHad", 0.0, False) for n in neutrals[:200]]
     return hlf, np.array(table)
 
 
-def _random_event(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+def _charge(track: dict[str, Any]) -> float:
+    """§3: the track's Charge field, else -sign(PID) for e, mu, tau and sign(PID) otherwise."""
+    if "Charge" in track:
+        return float(track["Charge"])
+    sign = float(np.sign(track["PID"]))
+    return -sign if abs(track["PID"]) in (11, 13, 15) else sign
+
+
+#: charge of the hadrons of the random events; Σ- (3112) has a positive id and charge -1.
+_HADRON_CHARGE = {-211: -1, 211: 1, 321: 1, 3112: -1}
+
+
+def _random_event(rng: np.random.Generator, with_charge: bool) -> dict[str, list[dict[str, Any]]]:
     def direction() -> tuple[float, float]:
         return float(rng.uniform(-2.5, 2.5)), float(rng.uniform(-math.pi, math.pi))
 
@@ -456,14 +503,17 @@ def _random_event(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
             eta, phi = direction()
             pt, charge = float(rng.uniform(15.0, 60.0)), int(rng.choice([-1, 1]))
             event[name].append(lep(pt, eta, phi, charge))
-            event["EFlowTrack"].append(trk(pt, eta, phi, pid=-charge * pid))
+            event["EFlowTrack"].append(trk(pt, eta, phi, pid=-charge * pid) | {"Charge": charge})
             for _ in range(rng.integers(0, 3)):  # activity near the lepton: some fail isolation
                 near = (eta + rng.normal(0, 0.15), phi + rng.normal(0, 0.15))
-                event["EFlowTrack"].append(trk(float(rng.exponential(4.0)), *near))
+                event["EFlowTrack"].append(trk(float(rng.exponential(4.0)), *near) | {"Charge": 1})
     for _ in range(rng.poisson(40)):
         vertex = {f: float(rng.normal(0, w)) for f, w in (("X", 0.1), ("Y", 0.1), ("Z", 30.0))}
-        pid = int(rng.choice([-211, 211, 321]))
-        event["EFlowTrack"].append(trk(float(rng.exponential(2.0)), *direction(), pid, **vertex))
+        pid = int(rng.choice(list(_HADRON_CHARGE)))
+        track = trk(float(rng.exponential(2.0)), *direction(), pid, **vertex)
+        event["EFlowTrack"].append(track | {"Charge": _HADRON_CHARGE[pid]})
+    if not with_charge:
+        event["EFlowTrack"] = [{k: v for k, v in t.items() if k != "Charge"} for t in event["EFlowTrack"]]
     rng.shuffle(event["EFlowTrack"])
     event["EFlowPhoton"] = [pho(rng.exponential(2.0), *direction()) for _ in range(rng.poisson(20))]
     event["EFlowNeutralHadron"] = [
@@ -477,9 +527,10 @@ def _random_event(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
     return event
 
 
-def test_matches_per_event_reference_on_random_events() -> None:
+@pytest.mark.parametrize("with_charge", [False, True], ids=["charge-from-pid", "charge-field"])
+def test_matches_per_event_reference_on_random_events(with_charge: bool) -> None:
     rng = np.random.default_rng(2024)
-    events = [_random_event(rng) for _ in range(60)]
+    events = [_random_event(rng, with_charge) for _ in range(60)]
     out = compute_features(make_events(*events))
     expected = [_reference(ev) for ev in events]
     assert out.selected.tolist() == [e is not None for e in expected]

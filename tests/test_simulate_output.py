@@ -15,7 +15,7 @@ from hep_tasks.simulate import SimulationStats, simulate_file
 
 #: ARCHITECTURE §3 collections and fields, with the numpy dtype each branch must have.
 SCHEMA = {
-    "EFlowTrack": {"PT": "f4", "Eta": "f4", "Phi": "f4", "PID": "i4", "X": "f4", "Y": "f4", "Z": "f4"},
+    "EFlowTrack": {"PT": "f4", "Eta": "f4", "Phi": "f4", "PID": "i4", "Charge": "i4", "X": "f4", "Y": "f4", "Z": "f4"},
     "EFlowPhoton": {"ET": "f4", "Eta": "f4", "Phi": "f4"},
     "EFlowNeutralHadron": {"ET": "f4", "Eta": "f4", "Phi": "f4"},
     "Electron": {"PT": "f4", "Eta": "f4", "Phi": "f4", "Charge": "i4"},
@@ -78,6 +78,18 @@ def test_values_are_physical(simulated, process):
     for name in ("Electron", "MuonTight"):
         assert set(np.unique(ak.flatten(arrays[f"{name}.Charge"]).to_numpy())) <= {-1, 1}
     assert np.all(ak.flatten(arrays["EFlowTrack.PID"]).to_numpy() != 0)
+
+
+@pytest.mark.parametrize("process", list(N_EVENTS))
+def test_track_charge_is_the_electric_charge(simulated, process):
+    _, arrays, _ = simulated[process]
+    pid = ak.flatten(arrays["EFlowTrack.PID"]).to_numpy()
+    charge = ak.flatten(arrays["EFlowTrack.Charge"]).to_numpy()
+    assert set(np.unique(charge)) <= {-1, 1}
+    lepton = np.isin(np.abs(pid), (11, 13))
+    assert lepton.any() and np.array_equal(charge[lepton], -np.sign(pid[lepton]))  # e-, mu- have positive ids
+    common = np.isin(np.abs(pid), (211, 321, 2212))
+    assert np.array_equal(charge[common], np.sign(pid[common]))
 
 
 @pytest.mark.parametrize("process", list(N_EVENTS))

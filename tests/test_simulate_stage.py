@@ -45,3 +45,17 @@ def test_file_seeds_are_stable_and_distinct():
     seeds = {simulate.file_seed(7, p, i) for p in ("ttbar", "wjets", "qcd") for i in range(100)}
     assert len(seeds) == 300 and all(1 <= s <= simulate.MAX_PYTHIA_SEED for s in seeds)
     assert simulate.file_seed(7, "qcd", 3) == simulate.file_seed(7, "qcd", 3)
+
+
+def test_qcd_decay_trials_and_weights_are_in_the_manifest(spark, tmp_path):
+    store = DatasetStore(str(tmp_path / "data"))
+    values = {"processes": "qcd", "events_per_file": 3, "files_per_process": 1, "qcd_redecays": 20}
+    result = simulate.run(spark, store, SimulateParams.from_values(values, env={}))
+    manifest = store.read_manifest("simulate", result["version"])
+    assert manifest["parameters"]["qcd_redecays"] == 20 and manifest["counts"] == {"total": 3, "qcd": 3}
+    qcd = manifest["processes"]["qcd"]
+    assert (qcd["redecays"], qcd["nominal_event_weight"], qcd["accepted"]) == (20, 0.05, 3)
+    assert 3 * 0.05 <= qcd["event_weight_sum"] <= 3 and qcd["mean_event_weight"] == qcd["event_weight_sum"] / 3
+    assert qcd["weighted_efficiency"] == qcd["event_weight_sum"] / qcd["generated"] <= qcd["filter_efficiency"]
+    assert qcd["accepted_sigma_pb"] == pytest.approx(qcd["sigma_pb"] * qcd["weighted_efficiency"])
+    assert 0 <= qcd["multi_accepted"] <= 3

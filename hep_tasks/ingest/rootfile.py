@@ -5,6 +5,9 @@ Two layouts are accepted (ARCHITECTURE §3):
 - what Delphes writes: split TClonesArray branches ``Jet/Jet.PT`` with counters ``Jet_size``;
 - what uproot's ``mktree`` writes (our simulate stage): flat jagged branches ``Jet.PT``, ``Jet_size``.
 
+Optional fields (:data:`~hep_tasks.physics.OPTIONAL_FIELDS`, e.g. ``EFlowTrack.Charge``) are read
+when the file has them, in either layout, and silently left out when it does not.
+
 Placeholder entries of real Delphes EFlow collections (PT or ET = 0 and |Eta| = 999.9) are dropped.
 Every problem raises :class:`~hep_tasks.errors.InputFileError` naming the file, the tree, and what
 is missing next to what exists.
@@ -21,7 +24,7 @@ import awkward as ak
 import numpy as np
 
 from hep_tasks.errors import InputFileError
-from hep_tasks.physics import REQUIRED_FIELDS
+from hep_tasks.physics import OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ def inspect_file(path: str) -> TreeLayout:
 
 def branch_map(keys: list[str], path: str) -> dict[str, dict[str, str]]:
     """collection -> field -> branch path for both layouts; InputFileError names what is missing.
+
+    Every field of ``REQUIRED_FIELDS`` must exist; those of ``OPTIONAL_FIELDS`` are added when they do.
     """
     available: dict[str, str] = {}
     for key in keys:
@@ -99,6 +104,10 @@ def branch_map(keys: list[str], path: str) -> dict[str, dict[str, str]]:
                 f"in tree {TREE!r}",
             )
         branches[collection] = {f: available[f"{collection}.{f}"] for f in fields}
+    for collection, fields in OPTIONAL_FIELDS.items():
+        branches[collection].update(
+            {f: available[f"{collection}.{f}"] for f in fields if f"{collection}.{f}" in available}
+        )
     return branches
 
 

@@ -7,7 +7,8 @@ Map of the subpackage (one concern per module):
 - :mod:`.constants` — feature names (``HLF_FEATURES``, ``PARTICLE_FEATURES``), caps
   (``MAX_TRACKS`` = 450, ``MAX_PHOTONS`` = 150, ``MAX_NEUTRAL_HADRONS`` = 200,
   ``MAX_PARTICLES`` = 801), cut values, ``ISOLATION_CONE``, ``ISOLATED_LEPTON_MAX_ISO`` and
-  ``REQUIRED_FIELDS`` (collection -> fields, what the ROOT reader must read).
+  ``REQUIRED_FIELDS`` (collection -> fields, what the ROOT reader must read), ``OPTIONAL_FIELDS``
+  (read when present: ``EFlowTrack.Charge``).
 - :mod:`.kinematics` — ``delta_phi``, ``wrap_phi``, ``delta_r``, ``four_vector`` (numpy).
 - :mod:`.isolation` — numba kernels over flat arrays + offsets: per-event η sort, cone sums,
   relative isolation, first-true-per-event, lepton-track match with cap.
@@ -23,7 +24,8 @@ Map of the subpackage (one concern per module):
 Deliberate departures from the 2019 reference code (§3 "known defects"): MT has its square
 root; only tracks (and the charged leptons, which are also tracks) get the IsoCh
 self-subtraction, photons and neutral hadrons none; Δφ is wrapped into [-π, π]; the
-electron/muon choice takes the higher PT, not the larger η.
+electron/muon choice takes the higher PT, not the larger η; a track's charge is its electric
+charge (``EFlowTrack.Charge``, or from the PDG id with −sign(PID) for e, μ, τ), not sign(PID).
 
 >>> import awkward as ak
 >>> from hep_tasks.physics import REQUIRED_FIELDS, compute_features
@@ -44,6 +46,7 @@ from .constants import (
     MAX_PARTICLES,
     MAX_PHOTONS,
     MAX_TRACKS,
+    OPTIONAL_FIELDS,
     PARTICLE_FEATURES,
     PARTICLE_INDEX,
     REQUIRED_FIELDS,
@@ -51,6 +54,7 @@ from .constants import (
 from .features import EventFeatures, compute_features, cutflow_counts
 from .hlf import transverse_mass
 from .kinematics import delta_phi, delta_r, four_vector, wrap_phi
+from .particles import charge_from_pid
 from .validation import check_events
 
 __all__ = [
@@ -63,10 +67,12 @@ __all__ = [
     "MAX_PARTICLES",
     "MAX_PHOTONS",
     "MAX_TRACKS",
+    "OPTIONAL_FIELDS",
     "PARTICLE_FEATURES",
     "PARTICLE_INDEX",
     "REQUIRED_FIELDS",
     "EventFeatures",
+    "charge_from_pid",
     "check_events",
     "compute_features",
     "cutflow_counts",

@@ -106,5 +106,10 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: Delphes collection -> fields read when the file has them (real Delphes files do; older files of
+#: ours do not). Without ``EFlowTrack.Charge`` a track's charge comes from its PDG id
+#: (:func:`~.particles.charge_from_pid`).
+OPTIONAL_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({TRACKS: ("Charge",)})
+
 #: Names of the cut-flow masks, in order (each mask includes the previous ones).
 CUTFLOW_STEPS: tuple[str, ...] = ("lepton_pt23", "isolated_lepton")

@@ -2,7 +2,9 @@
 
 Row 0 is the isolated lepton; then up to 450 pre-selected tracks in collection order (the
 lepton's own track, ΔR < 1e-4 from it, skipped before the cap), up to 150 photons and up to
-200 neutral hadrons. Only real rows are stored; ``offsets`` gives each event's row range.
+200 neutral hadrons. A track's ``Charge`` is its electric charge: ``EFlowTrack.Charge`` when the
+input has that field, otherwise :func:`charge_from_pid` (not the 2019 code's sign(PID), which is
+wrong for e, μ, τ). Only real rows are stored; ``offsets`` gives each event's row range.
 Isolations of every row are computed against the full (uncapped) pre-selected collections.
 Units: GeV, rad; vertices in the units of Delphes' ``EFlowTrack.X/Y/Z`` (mm).
 """
@@ -29,7 +31,7 @@ from .isolation import keep_unmatched_capped
 from .leptons import ChosenLeptons
 from .selection import PreselectedEvents
 
-__all__ = ["build_particles"]
+__all__ = ["build_particles", "charge_from_pid"]
 
 _N_FEATURES = len(PARTICLE_FEATURES)
 _COL = PARTICLE_INDEX
@@ -84,6 +86,24 @@ def _fill_rows(
             row[18] = charge[i]
 
 
+def charge_from_pid(pid: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.float64]:
+    """Electric charge [e] of tracks from their PDG ids, the ARCHITECTURE §3 rule for files without
+    ``EFlowTrack.Charge``: −sign(PID) for e, μ, τ (|PID| 11, 13, 15: the positive ids are the
+    negative leptons), sign(PID) for everything else.
+
+    For hadrons this is right for π, K, p and most others, but not for the few with a positive id
+    and a negative charge (Σ⁻ 3112, Ξ⁻ 3312, Ω⁻ 3334, and their antiparticles): only the branch
+    knows those.
+
+    >>> charge_from_pid(np.array([11, -11, 13, -13, -15, 211, -321, 2212])).tolist()
+    [-1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0, 1.0]
+    """
+    pid = np.asarray(pid, dtype=np.float64)
+    sign = np.sign(pid)
+    lepton = np.isin(np.abs(pid), (11.0, 13.0, 15.0))
+    return np.where(lepton, -sign, sign)
+
+
 def _destinations(offsets: NDArray[np.int64], event_start: NDArray[np.int64]) -> NDArray[np.int64]:
     """Output row of each member (``offsets`` per event): its event's ``event_start`` + its
     index inside the event."""
@@ -109,7 +129,10 @@ def _fill_block(
     iso = tuple(i[keep] for i in isolations)
     if is_track:
         vertex = (members["X"][keep], members["Y"][keep], members["Z"][keep])
-        charge = np.sign(members["PID"][keep])
+        if "Charge" in members.columns:
+            charge = members["Charge"][keep]
+        else:
+            charge = charge_from_pid(members["PID"][keep])
     else:
         vertex = (_NO_VALUES, _NO_VALUES, _NO_VALUES)
         charge = _NO_VALUES

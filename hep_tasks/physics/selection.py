@@ -47,12 +47,13 @@ class PreselectedEvents:
 
 
 def preselect(events: Mapping[str, ak.Array]) -> PreselectedEvents:
-    """Flatten the required fields of every collection and apply the §3 object cuts.
+    """Flatten the required fields of every collection (and the optional ones it has, see
+    :data:`~.constants.OPTIONAL_FIELDS`) and apply the §3 object cuts.
 
     ``events`` must already have passed :func:`~.validation.check_events`.
     """
     flat = {
-        name: FlatCollection.from_awkward(events[name], fields)
+        name: FlatCollection.from_awkward(events[name], fields + _optional_fields(events[name], name))
         for name, fields in C.REQUIRED_FIELDS.items()
     }
     tracks = flat[C.TRACKS]
@@ -70,3 +71,9 @@ def preselect(events: Mapping[str, ak.Array]) -> PreselectedEvents:
         jets=jets.filter((jets["PT"] > C.JET_MIN_PT) & (np.abs(jets["Eta"]) < C.JET_MAX_ABS_ETA)),
         missing_et=flat[C.MISSING_ET],
     )
+
+
+def _optional_fields(collection: ak.Array, name: str) -> tuple[str, ...]:
+    """The fields of :data:`~.constants.OPTIONAL_FIELDS` that ``collection`` has."""
+    present = ak.fields(collection)
+    return tuple(f for f in C.OPTIONAL_FIELDS.get(name, ()) if f in present)

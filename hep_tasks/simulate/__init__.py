@@ -15,6 +15,7 @@ Map of the subpackage (data flows top to bottom):
                     b/c hadrons; the generator-level lepton filter
 - ``detector``      tracks, calorimeter cells (EFlowPhoton, EFlowNeutralHadron), electrons, muons, MET
 - ``jets``          anti-kT R = 0.4 with FastJet (all events of a batch at once) and b-tagging
+- ``redecay``       QCD option ``qcd_redecays``: N decay trials of the b/c hadrons per generated event
 - ``selection``     which events a file accepts (a lepton above 23 GeV, optionally isolated as in §3)
 - ``flat``          flat per-object columns with an event index: select, sort, to Awkward
 - ``rootfile``      the uproot writer: tree ``Delphes``, branches ``Jet.PT``, counters ``Jet_size``, ZSTD
@@ -46,6 +47,11 @@ Processes and their generator-level choices (units GeV, mm):
   which the detector model produces anyway), b quarks from flavour excitation and gluon splitting,
   and events below pTHat = 50 GeV; ``sigma_pb`` is that of gg/qq̄ -> bb̄ + cc̄ above 50 GeV, not of
   QCD. It is a training sample for a demo, not a background estimate.
+  Faster option, ``qcd_redecays = N`` (``redecay.py``): Pythia leaves the weakly decaying b/c hadrons
+  undecayed and a decay-only Pythia decays them N times per generated event; the first of the N
+  trials that is accepted is written, with weight k/N (k accepted trials). Each trial is an exact
+  sample of the event's heavy-hadron decays, so every lepton source keeps its share; written events
+  are independent; the unweighted sample under-represents the events with k > 1 (``multi_accepted``).
 
 Common to all: 13 TeV pp, Pythia's default tune (Monash), MPI, ISR/FSR (QED included), colour
 reconnection, hadronisation and decays on; particles with cτ > 10 mm (K0S, Λ, ...) left undecayed.

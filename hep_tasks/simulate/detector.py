@@ -3,10 +3,11 @@
 Input: the visible final-state particles of a :class:`~hep_tasks.simulate.truth.TruthBatch`.
 Output (:class:`Reconstructed`), every collection sorted by decreasing PT (ET) within its event:
 
-- ``tracks`` (EFlowTrack ``PT, Eta, Phi, PID, X, Y, Z``): charged particles with |η| < 2.5 and
+- ``tracks`` (EFlowTrack ``PT, Eta, Phi, PID, Charge, X, Y, Z``): charged particles with |η| < 2.5 and
   pT > 0.1 GeV, kept with a pT-, |η|- and species-dependent efficiency (hadrons, electrons, muons);
-  PT smeared with σ(pT)/pT = sqrt(a² + (b·pT)²); η, φ exact; ``PID`` the PDG id; ``X, Y, Z`` Pythia's
-  production vertex [mm] smeared with σ = sqrt(a² + (b/pT)²).
+  PT smeared with σ(pT)/pT = sqrt(a² + (b·pT)²); η, φ exact; ``PID`` the PDG id; ``Charge`` the true
+  particle's electric charge [e] (as Delphes writes it); ``X, Y, Z`` Pythia's production vertex [mm]
+  smeared with σ = sqrt(a² + (b/pT)²).
 - ``electrons``/``muons`` (Electron, MuonTight ``PT, Eta, Phi, Charge``): tracked e/μ with PT > 10 GeV,
   identified with an |η|-dependent efficiency; they take their track's kinematics, so every one of
   them is also in ``tracks`` (as in Delphes). No isolation is applied here: the ingest stage does it.
@@ -134,7 +135,9 @@ class Detector:
             "Z": particles["z"][t] + sigma_z * rng.standard_normal(len(t)),
         }
         tracks = FlatObjects(
-            particles.event[t], {"PT": t_pt_reco, "Eta": eta[t], "Phi": phi[t], "PID": pid[t].astype(np.int32)} | vertex
+            particles.event[t],
+            {"PT": t_pt_reco, "Eta": eta[t], "Phi": phi[t], "PID": pid[t].astype(np.int32), "Charge": charge[t].astype(np.int32)}
+            | vertex,
         )
 
         # Lepton identification (on tracks, so each lepton is also a track).

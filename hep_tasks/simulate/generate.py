@@ -12,6 +12,11 @@ The loop, per batch of events (``SimulationSettings.batch_size``):
 The batch size shrinks near the end (from the efficiency seen so far) so that little is generated
 beyond the last needed event; the events after the ``n_events``-th accepted one are dropped and not
 counted as generated. All of this depends only on the seed and the settings: a file is reproducible.
+
+With ``SimulationSettings.qcd_redecays = N`` (QCD only), step 1 leaves the b- and c-hadrons
+undecayed and ``redecay.expand`` turns each generated event into N trials with fresh heavy-hadron
+decays; steps 2-4 run on the trials, and the first accepted trial of a generated event is written
+(weight k/N for k accepted trials).
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from hep_tasks.simulate.detector import Detector, Reconstructed
 from hep_tasks.simulate.flat import FlatObjects
 from hep_tasks.simulate.jets import btag, cluster_jets
 from hep_tasks.simulate.pythia_setup import EventSource
+from hep_tasks.simulate.redecay import HadronDecayer, Trials, expand
 from hep_tasks.simulate.rootfile import DELPHES_SCHEMA, DelphesWriter
 from hep_tasks.simulate.selection import accepted_events
 from hep_tasks.simulate.settings import SimulationSettings
-from hep_tasks.simulate.truth import ChargeTable, TruthBatch, generator_filter, read_batch
+from hep_tasks.simulate.truth import ChargeTable, generator_filter, read_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,14 @@ class SimulationStats:
       process-level pre-filter (1.0 for QCD, which has none).
     - ``sigma_pb``, ``sigma_err_pb``: Pythia's cross-section estimate (``Info::sigmaGen``, mb -> pb) of the
       generated events, i.e. after forced decays and the pre-filter; ``accepted_sigma_pb`` =
-      sigma_pb × filter_efficiency, the cross-section of the written events.
+      sigma_pb × event_weight_sum / generated, the cross-section of the written events.
+    - ``redecays``: decay trials per generated event (``SimulationSettings.qcd_redecays`` for QCD, else
+      0: one ordinary decay); with them ``passed_generator_filter`` counts generated events with at
+      least one trial passing the generator-level filter.
+    - ``event_weight_sum``: Σ of the written events' weights relative to a generated event (each 1
+      without re-decays, so it equals ``accepted``; k/N with k of N trials accepted);
+      ``multi_accepted``: written events whose generated event had more than one accepted trial
+      (their weight k/N > 1/N; 0 without re-decays).
     - ``wall_seconds``: wall time of the call, Pythia initialisation included.
     """
 
@@ -71,6 +84,9 @@ class SimulationStats:
     sigma_pb: float
     sigma_err_pb: float
     accepted_sigma_pb: float
+    redecays: int
+    event_weight_sum: float
+    multi_accepted: int
     wall_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,13 +122,17 @@ def _collections(reco: Reconstructed, jets: FlatObjects) -> dict[str, ak.Array]:
     return {name: objects[name].to_awkward(n, fields) for name, fields in DELPHES_SCHEMA.items()}
 
 
-def _next_batch_size(settings: SimulationSettings, process: str, remaining: int, generated: int, accepted: int) -> int:
+def _next_batch_size(
+    settings: SimulationSettings, process: str, remaining: int, generated: int, accepted: int, trials: int = 1
+) -> int:
+    """Events to generate next: about what ``remaining`` accepted events need at the efficiency seen so
+    far, at most ``batch_size`` trials' worth (``trials`` decay trials per generated event)."""
     if generated == 0:
         efficiency = _EXPECTED_EFFICIENCY[process]
     else:
         efficiency = max((accepted + 1) / (generated + 1), settings.min_filter_efficiency)
     wanted = math.ceil(remaining / efficiency) + 2
-    return max(_MIN_BATCH, min(settings.batch_size, wanted))
+    return max(_MIN_BATCH, min(max(settings.batch_size // trials, _MIN_BATCH), wanted))
 
 
 def simulate_file(
@@ -140,10 +160,13 @@ def simulate_file(
     start = time.perf_counter()
     source = EventSource(process, seed, settings)
     charges = ChargeTable(source.particle_data)
+    redecays = settings.qcd_redecays if process == "qcd" else 0
+    decayer = HadronDecayer(seed, settings) if redecays else None
     rng = np.random.default_rng(seed)
     detector = Detector(settings.detector, rng)
     max_attempts = math.ceil(n_events / settings.min_filter_efficiency) + settings.batch_size
-    attempted = generated = passed = accepted = 0
+    attempted = generated = passed = accepted = multi_accepted = 0
+    weight_sum = 0.0
 
     with DelphesWriter(path, settings.compression_level) as writer:
         while accepted < n_events:
@@ -155,15 +178,18 @@ def simulate_file(
                     f"thresholds (filter_lepton_pt_min={settings.filter_lepton_pt_min}, accept_lepton_pt_min="
                     f"{settings.accept_lepton_pt_min}) or min_filter_efficiency"
                 )
-            size = _next_batch_size(settings, process, n_events - accepted, generated, accepted)
+            size = _next_batch_size(settings, process, n_events - accepted, generated, accepted, max(redecays, 1))
             attempted += size
             truth = read_batch(source.next_batch(size), charges, settings.detector.btag_hadron_pt_min)
-            counted, n_passed, collections = _process_batch(truth, detector, settings, rng, n_events - accepted)
-            generated += counted
-            passed += n_passed
-            if collections is not None:
-                writer.extend(collections)
+            trials = expand(truth, decayer, charges, settings) if decayer else Trials.one_per_event(truth)
+            batch = _process_batch(trials, detector, settings, rng, n_events - accepted)
+            generated += batch.counted
+            passed += batch.passed
+            if batch.collections is not None:
+                writer.extend(batch.collections)
                 accepted = writer.entries
+                weight_sum += float(np.sum(batch.successes)) / max(redecays, 1)
+                multi_accepted += int(np.count_nonzero(batch.successes > 1))
             log.debug("%s seed %d: %d generated, %d accepted", process, seed, generated, accepted)
 
     stats = SimulationStats(
@@ -177,7 +203,10 @@ def simulate_file(
         prefilter_efficiency=source.prefilter_efficiency,
         sigma_pb=source.sigma_pb,
         sigma_err_pb=source.sigma_err_pb,
-        accepted_sigma_pb=source.sigma_pb * accepted / generated,
+        accepted_sigma_pb=source.sigma_pb * weight_sum / generated,
+        redecays=redecays,
+        event_weight_sum=weight_sum,
+        multi_accepted=multi_accepted,
         wall_seconds=time.perf_counter() - start,
     )
     log.info(
@@ -187,36 +216,46 @@ def simulate_file(
     return stats
 
 
-def _process_batch(
-    truth: TruthBatch, detector: Detector, settings: SimulationSettings, rng: np.random.Generator, remaining: int
-) -> tuple[int, int, dict[str, ak.Array] | None]:
-    """Filter, reconstruct and accept the events of one batch, at most ``remaining`` of them.
+@dataclass
+class _BatchResult:
+    """What one batch adds: ``counted`` generated events (up to the last one written), ``passed`` of
+    them with a trial through the generator-level filter, the output ``collections`` (None if no
+    event is written) and, per written event, ``successes``: its generated event's accepted trials."""
 
-    Returns the number of events that count as generated, how many of those passed the generator
-    filter, and the output collections of the accepted events (None if there are none).
+    counted: int
+    passed: int
+    collections: dict[str, ak.Array] | None
+    successes: np.ndarray
+
+
+def _process_batch(
+    trials: Trials, detector: Detector, settings: SimulationSettings, rng: np.random.Generator, remaining: int
+) -> _BatchResult:
+    """Filter, reconstruct and accept the trials of one batch; write the first accepted trial of each
+    generated event, for at most ``remaining`` generated events.
+
+    Without re-decays every generated event is its own single trial, and this is: filter, reconstruct,
+    accept, keep the first ``remaining`` accepted events.
     """
+    truth, hard_event = trials.truth, trials.hard_event
     passed = generator_filter(truth, settings.filter_lepton_pt_min, settings.filter_lepton_abs_eta)
     selected = truth.in_events(passed)
     reco = detector.reconstruct(selected)
-    keep = accepted_events(reco, settings)  # over the selected events
-    counted = _counted_events(passed, keep, remaining)
-    keep &= np.cumsum(keep) <= remaining
-    n_passed = int(np.count_nonzero(passed[:counted]))
-    if not keep.any():
-        return counted, n_passed, None
+    accepted = np.zeros(truth.n_events, dtype=bool)
+    accepted[passed] = accepted_events(reco, settings)
+    successes = np.bincount(hard_event[accepted], minlength=trials.n_generated)
+    # The first accepted trial of each generated event (trials are ordered by generated event).
+    accepted_trials = np.flatnonzero(accepted)
+    _, first = np.unique(hard_event[accepted_trials], return_index=True)
+    chosen = accepted_trials[first][:remaining]
+    counted = int(hard_event[chosen[-1]]) + 1 if len(chosen) == remaining else trials.n_generated
+    n_passed = len(np.unique(hard_event[passed & (hard_event < counted)]))
+    if len(chosen) == 0:
+        return _BatchResult(counted, n_passed, None, np.zeros(0, dtype=np.int64))
+    write = np.zeros(truth.n_events, dtype=bool)
+    write[chosen] = True
+    keep = write[passed]  # over the selected trials
     reco = reco.in_events(keep)
     jets = cluster_jets(reco, settings.detector)
     jets.columns["BTag"] = btag(jets, selected.heavy.in_events(keep), reco.n_events, settings.detector, rng)
-    return counted, n_passed, _collections(reco, jets)
-
-
-def _counted_events(passed: np.ndarray, keep: np.ndarray, remaining: int) -> int:
-    """How many events of the batch count as generated: all of them, or, when the batch completes the
-    file, those up to and including the ``remaining``-th accepted one.
-
-    ``passed`` is the generator-filter mask over the batch, ``keep`` the acceptance over the passing events.
-    """
-    accepted_positions = np.flatnonzero(passed)[keep]
-    if len(accepted_positions) >= remaining:
-        return int(accepted_positions[remaining - 1]) + 1
-    return len(passed)
+    return _BatchResult(counted, n_passed, _collections(reco, jets), successes[hard_event[chosen]])

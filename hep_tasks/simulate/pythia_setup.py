@@ -19,6 +19,7 @@ import logging
 import pythia8mc
 
 from hep_tasks.processes import PROCESSES
+from hep_tasks.simulate.redecay import undecayed_commands
 from hep_tasks.simulate.settings import SimulationSettings
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,12 @@ def process_commands(process: str, settings: SimulationSettings) -> list[str]:
             "24:onIfAny = 11 13",
         ]
     if process == "qcd":
-        return [_QCD_PROCESSES[f] for f in settings.qcd_heavy_flavours] + [
-            f"PhaseSpace:pTHatMin = {settings.qcd_pthat_min!r}"
-        ]
+        # With re-decays, b- and c-hadrons stay undecayed here; redecay.HadronDecayer decays them.
+        return (
+            [_QCD_PROCESSES[f] for f in settings.qcd_heavy_flavours]
+            + [f"PhaseSpace:pTHatMin = {settings.qcd_pthat_min!r}"]
+            + (undecayed_commands() if settings.qcd_redecays else [])
+        )
     raise ValueError(f"unknown process {process!r}; known: {', '.join(PROCESSES)}")
 
 

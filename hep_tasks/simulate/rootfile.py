@@ -22,7 +22,8 @@ TREE_NAME = "Delphes"
 #: collection -> field -> numpy dtype, in branch order.
 DELPHES_SCHEMA: dict[str, dict[str, str]] = {
     "EFlowTrack": {
-        "PT": "float32", "Eta": "float32", "Phi": "float32", "PID": "int32", "X": "float32", "Y": "float32", "Z": "float32"
+        "PT": "float32", "Eta": "float32", "Phi": "float32", "PID": "int32", "Charge": "int32",
+        "X": "float32", "Y": "float32", "Z": "float32",
     },
     "EFlowPhoton": {"ET": "float32", "Eta": "float32", "Phi": "float32"},
     "EFlowNeutralHadron": {"ET": "float32", "Eta": "float32", "Phi": "float32"},

@@ -5,7 +5,8 @@ Output version layout::
     <version>/<process>/<process>_<index>.root     Delphes-style tree "Delphes" (ZSTD)
     <version>/_stats/<process>_<index>.json        what each task measured (read back by the driver)
     <version>/_manifest.json                       per process: files, generated, accepted, filter
-                                                   efficiency, Pythia cross-section; file checksums
+                                                   efficiency, Pythia cross-section, decay trials
+                                                   (``qcd_redecays``) and event weights; file checksums
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def file_name(process: str, index: int) -> str:
 
 def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dict[str, Any]:
     """Simulate ``files_per_process`` files of ``events_per_file`` accepted events per process."""
-    version = version_id(STAGE, {}, params.to_dict(), code_version())
+    version = version_id(STAGE, {}, _version_parameters(params), code_version())
     if store.exists(STAGE, version):
         log.info("simulate version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -61,7 +62,9 @@ def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dic
     ]
     with store.begin(STAGE, version) as pending:
         log.info("simulating %d files into %s", len(tasks), pending.url)
-        job = partial(_simulate_one, store.root, pending.path, params.events_per_file, params.isolated_leptons_only)
+        job = partial(
+            _simulate_one, store.root, pending.path, params.events_per_file, params.isolated_leptons_only, params.qcd_redecays
+        )
         spark.sparkContext.parallelize(tasks, len(tasks)).foreach(job)
         stats = [_read_stats(store, pending.path, process, index) for process, index, _ in tasks]
         manifest = pending.commit(_manifest(params, stats) | {"quality": _check(params, stats)})
@@ -69,7 +72,18 @@ def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dic
     return summary(store, manifest)
 
 
-def _simulate_one(root: str, out_path: str, n_events: int, isolated_only: bool, task: tuple[str, int, int]) -> None:
+def _version_parameters(params: SimulateParams) -> dict[str, Any]:
+    """The parameters the version id hashes: all of them, except ``qcd_redecays`` when off, so that a
+    default run keeps the version it had before that parameter existed."""
+    values = params.to_dict()
+    if values["qcd_redecays"] == 0:
+        del values["qcd_redecays"]
+    return values
+
+
+def _simulate_one(
+    root: str, out_path: str, n_events: int, isolated_only: bool, redecays: int, task: tuple[str, int, int]
+) -> None:
     """Spark task: simulate one file, copy it into the version, write its stats next to it."""
     from hep_tasks.simulate import SimulationSettings, simulate_file
 
@@ -78,7 +92,7 @@ def _simulate_one(root: str, out_path: str, n_events: int, isolated_only: bool, 
     target = posixpath.join(out_path, file_name(process, index))
     with tempfile.TemporaryDirectory(prefix="hep-sim-") as tmp:
         local = os.path.join(tmp, os.path.basename(target))
-        settings = SimulationSettings(isolated_leptons_only=isolated_only)
+        settings = SimulationSettings(isolated_leptons_only=isolated_only, qcd_redecays=redecays)
         stats = simulate_file(process, n_events, seed, local, settings).to_dict()
         store.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         store.fs.put_file(local, target)
@@ -115,8 +129,10 @@ def _manifest(params: SimulateParams, stats: list[dict[str, Any]]) -> dict[str, 
         rows = [s for s in stats if s["process"] == process]
         generated = sum(s["generated"] for s in rows)
         accepted = sum(s["accepted"] for s in rows)
+        weight_sum = sum(s["event_weight_sum"] for s in rows)
         # Pythia's cross-section estimates of independent runs, combined weighted by their events.
         sigma = sum(s["sigma_pb"] * s["generated"] for s in rows) / generated
+        redecays = rows[0]["redecays"] if rows else 0
         processes[process] = {
             "label": LABELS[process],
             "files": len(rows),
@@ -124,7 +140,15 @@ def _manifest(params: SimulateParams, stats: list[dict[str, Any]]) -> dict[str, 
             "accepted": accepted,
             "filter_efficiency": accepted / generated,
             "sigma_pb": sigma,
-            "accepted_sigma_pb": sigma * accepted / generated,
+            "accepted_sigma_pb": sigma * weight_sum / generated,
+            # Decay trials per generated event (0: off). A written event's weight relative to a
+            # generated one is 1 without trials, k/N with k of N trials accepted (nominal 1/N).
+            "redecays": redecays,
+            "nominal_event_weight": 1.0 / redecays if redecays else 1.0,
+            "event_weight_sum": weight_sum,
+            "mean_event_weight": weight_sum / accepted,
+            "weighted_efficiency": weight_sum / generated,
+            "multi_accepted": sum(s["multi_accepted"] for s in rows),
             "seeds": [s["seed"] for s in rows],
         }
     return {
