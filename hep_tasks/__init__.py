@@ -1,9 +1,9 @@
-"""hep-pipeline domain logic: simulated LHC events -> features -> training data for trigger classifiers.
+"""hep-pipeline domain logic: simulated LHC events -> features -> trained trigger classifiers.
 
 Every stage is a function with a command-line entry that ``spark-submit`` runs
 (``spark-submit hep_tasks/__main__.py <stage> --flags``, or ``python -m hep_tasks <stage>`` locally).
-The package imports nothing heavy at the top: pyspark, uproot, pythia8mc and great_expectations are
-imported where they are used.
+The package imports nothing heavy at the top: pyspark, uproot, pythia8mc, great_expectations and
+tensorflow are imported where they are used.
 
 Map of the package:
 
@@ -17,6 +17,9 @@ Map of the package:
 - ``physics``     ARCHITECTURE §3 features: selection, isolation, particle matrix, high-level features
 - ``ingest``      ROOT -> Parquet on Spark (a Python data source over file/entry-range splits)
 - ``prepare``     split, balance, scale, ΔR-sort, shuffle -> train/test datasets
+- ``train``       Keras classifiers trained data-parallel in a Spark barrier stage (TensorFlow workers)
+- ``evaluate``    test-split predictions, ROC/AUC and trigger efficiencies, plots, HTML report
+- ``score``       trained models applied to events on Spark executors; the score stage
 - ``quality``     Great Expectations suites on Spark DataFrames, results and Data Docs per version
 - ``localenv``    environment for running everything on one machine (Spark Python, Airflow home)
 """

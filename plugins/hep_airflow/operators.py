@@ -29,7 +29,8 @@ def _entry_file() -> str:
 class HepStageOperator(SparkSubmitOperator):
     """Run ``hep_tasks <stage>`` through spark-submit and return the produced version's summary.
 
-    :param stage: the stage to run (``simulate``, ``ingest``, ``prepare``, ``quality``).
+    :param stage: the stage to run (``simulate``, ``ingest``, ``prepare``, ``train``, ``evaluate``,
+        ``score``, ``quality``).
     :param stage_params: the stage's parameters (templated); names as in ``hep_tasks.config``,
         values may be rendered strings. Parameters left out take their environment or default value.
     :param data_root: data root for this task (templated); default ``HEP_DATA_ROOT`` or ``./data``.
