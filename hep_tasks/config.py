@@ -15,7 +15,7 @@ one-line message naming the parameter, the value and what is allowed.
 >>> SimulateParams.from_values({"processes": "ttbar,higgs"}, env={})
 Traceback (most recent call last):
 ...
-hep_tasks.config.ConfigError: invalid parameter simulate.processes='ttbar,higgs': unknown process 'higgs' (known: ttbar, wjets, qcd)
+hep_tasks.config.ConfigError: invalid parameter simulate.processes='ttbar,higgs': unknown process 'higgs' (known: qcd, ttbar, wjets)
 """
 
 from __future__ import annotations

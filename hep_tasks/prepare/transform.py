@@ -57,7 +57,9 @@ def sort_by_delta_r(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
-    """>>> one_hot(np.array([2, 0])).tolist()
+    """One-hot rows (float32) of class labels.
+
+    >>> one_hot(np.array([2, 0])).tolist()
     [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     """
     return np.eye(N_CLASSES, dtype=np.float32)[labels]
