@@ -53,16 +53,73 @@ class DatasetError(PipelineError):
     """A dataset version is missing, unreadable or not usable; the message names it."""
 
 
-def code_version() -> str:
-    """Package version plus a hash of every ``hep_tasks`` source file, e.g. ``0.1.0+3f2a9c1d0b``."""
-    return f"{__version__}+{_source_hash()}"
+def code_version(module: str = "hep_tasks") -> str:
+    """Package version plus a hash of the sources ``module`` runs, e.g. ``0.1.0+3f2a9c1d0b``.
+
+    The hash covers ``module`` and every ``hep_tasks`` module it imports, directly or not
+    (imports inside functions included), except the configuration (parameters enter version ids
+    by value) and the package's own ``__init__`` (its version is the prefix): a change to the
+    training code does not change the version of an ingest that never runs it. ``"hep_tasks"``
+    (default) hashes the whole package.
+    """
+    return f"{__version__}+{_source_hash(module)}"
 
 
-def _source_hash() -> str:
-    root = Path(__file__).resolve().parent
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+#: Modules left out of a stage's code hash (see :func:`code_version`).
+_NOT_HASHED = frozenset({"hep_tasks", "hep_tasks.config"})
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a ``hep_tasks`` module or package, or None."""
+    parts = name.split(".")[1:]
+    base = _PACKAGE_ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(name: str, path: Path) -> set[str]:
+    """``hep_tasks`` modules that the source of ``name`` imports (statically, anywhere in the file)."""
+    import ast
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    out = set()
+    for module in found:
+        parts = module.split(".")
+        if parts[0] == "hep_tasks":  # the module and the packages it lives in
+            out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {m for m in out - _NOT_HASHED if _module_file(m) is not None}
+
+
+def _source_hash(module: str) -> str:
+    files: dict[str, Path] = {}
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        path = _module_file(name)
+        if name in files or path is None:
+            continue
+        files[name] = path
+        if name == "hep_tasks" and module == "hep_tasks":
+            files.update({p.relative_to(_PACKAGE_ROOT).as_posix(): p for p in _PACKAGE_ROOT.rglob("*.py")})
+            break
+        pending.extend(_imported_modules(name, path) - set(files))
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
+    for path in sorted(set(files.values())):
+        digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 

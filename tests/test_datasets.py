@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hep_tasks.datasets import DatasetError, DatasetStore, summary, version_id
+from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary, version_id
 
 
 def test_version_id_depends_on_inputs_params_and_code_only():
@@ -109,3 +109,25 @@ def test_a_job_killed_mid_write_leaves_no_visible_version(tmp_path):
         pending.commit({"counts": {"total": 0}})
     assert store.versions("ingest") == ["ing-killed"]
     assert json.loads((tmp_path / "ingest" / "ing-killed" / "_manifest.json").read_text())["stage"] == "ingest"
+
+
+def test_code_version_covers_only_the_modules_a_stage_runs():
+    from hep_tasks.datasets import _imported_modules, _module_file
+
+    def closure(module):
+        seen, pending = set(), [module]
+        while pending:
+            name = pending.pop()
+            if name not in seen and _module_file(name):
+                seen.add(name)
+                pending.extend(_imported_modules(name, _module_file(name)))
+        return seen
+
+    ingest = closure("hep_tasks.ingest.stage")
+    assert {"hep_tasks.physics.isolation", "hep_tasks.ingest.datasource", "hep_tasks.datasets"} <= ingest
+    assert not any(m.startswith(("hep_tasks.train", "hep_tasks.simulate", "hep_tasks.evaluate")) for m in ingest)
+    assert "hep_tasks.config" not in ingest  # parameters enter version ids by value
+    train = closure("hep_tasks.train.stage")
+    assert {"hep_tasks.train.loop", "hep_tasks.train.worker", "hep_tasks.train.models"} <= train
+    assert code_version("hep_tasks.ingest.stage") != code_version("hep_tasks.train.stage")
+    assert code_version("hep_tasks.ingest.stage") == code_version("hep_tasks.ingest.stage")

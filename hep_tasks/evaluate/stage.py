@@ -48,7 +48,7 @@ def run(spark: SparkSession, store: DatasetStore, params: EvaluateParams) -> dic
     """Evaluate every model of a train version on its prepared test split."""
     train_version, model_paths, train = checked_models(store, params.input, ())
     prepared = train["inputs"]["prepare"]
-    version = version_id(STAGE, {"train": train_version}, params.to_dict(), code_version())
+    version = version_id(STAGE, {"train": train_version}, params.to_dict(), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("evaluate version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -88,7 +88,7 @@ def run(spark: SparkSession, store: DatasetStore, params: EvaluateParams) -> dic
             {
                 "inputs": {"train": train_version, "prepare": prepared},
                 "parameters": params.to_dict(),
-                "code_version": code_version(),
+                "code_version": code_version(__name__),
                 "counts": first["events_per_class"] | {"total": first["events"]},
                 "metrics": {m: {k: v[k] for k in HEADLINE} for m, v in metrics.items()},
                 "report": REPORT,

@@ -44,7 +44,7 @@ CUTFLOW = ("read", *CUTFLOW_STEPS, "written")
 def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[str, Any]:
     """Ingest the input ROOT files into a new (or the existing identical) ingest version."""
     inputs, input_versions = resolve_inputs(store, params.input)
-    version = version_id(STAGE, input_versions, params.to_dict(), code_version())
+    version = version_id(STAGE, input_versions, params.to_dict(), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("ingest version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -84,7 +84,7 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
             {
                 "inputs": input_versions,
                 "parameters": params.to_dict(),
-                "code_version": code_version(),
+                "code_version": code_version(__name__),
                 "counts": {"total": sum(per_class.values())} | per_class,
                 "cutflow_steps": list(CUTFLOW),
                 "cutflow": _cutflow(splits),

@@ -52,7 +52,7 @@ _BUCKETS = 1 << 24  # resolution of the hash -> [0, 1) mapping of the split
 def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict[str, Any]:
     """Prepare balanced, scaled, shuffled train/test datasets from a checked ingest version."""
     source = checked_source(store, params.input)
-    version = version_id(STAGE, {SOURCE: source}, params.to_dict(), code_version())
+    version = version_id(STAGE, {SOURCE: source}, params.to_dict(), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("prepare version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -81,7 +81,7 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
                 {
                     "inputs": {SOURCE: source},
                     "parameters": params.to_dict(),
-                    "code_version": code_version(),
+                    "code_version": code_version(__name__),
                     "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
                     | {"total": sum(targets.values()) * len(LABELS)},
                     "counts_before_balancing": before,

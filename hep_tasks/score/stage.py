@@ -37,7 +37,7 @@ def run(spark: SparkSession, store: DatasetStore, params: ScoreParams) -> dict[s
 
     source = checked_ingest(store, params.input)
     model_version, model_paths, train = checked_models(store, params.model, params.models)
-    version = version_id(STAGE, {"ingest": source, "train": model_version}, params.to_dict(), code_version())
+    version = version_id(STAGE, {"ingest": source, "train": model_version}, params.to_dict(), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("score version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -63,7 +63,7 @@ def run(spark: SparkSession, store: DatasetStore, params: ScoreParams) -> dict[s
             {
                 "inputs": {"ingest": source, "train": model_version},
                 "parameters": params.to_dict(),
-                "code_version": code_version(),
+                "code_version": code_version(__name__),
                 "models": sorted(model_paths),
                 "counts": {p: v["events"] for p, v in first.items()} | {"total": sum(v["events"] for v in first.values())},
                 "mean_probabilities": per_class,

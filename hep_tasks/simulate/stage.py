@@ -50,7 +50,7 @@ def file_name(process: str, index: int) -> str:
 
 def run(spark: SparkSession, store: DatasetStore, params: SimulateParams) -> dict[str, Any]:
     """Simulate ``files_per_process`` files of ``events_per_file`` accepted events per process."""
-    version = version_id(STAGE, {}, _version_parameters(params), code_version())
+    version = version_id(STAGE, {}, _version_parameters(params), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("simulate version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -154,7 +154,7 @@ def _manifest(params: SimulateParams, stats: list[dict[str, Any]]) -> dict[str, 
     return {
         "inputs": {},
         "parameters": params.to_dict(),
-        "code_version": code_version(),
+        "code_version": code_version(__name__),
         "counts": {"total": sum(p["accepted"] for p in processes.values())}
         | {p: v["accepted"] for p, v in processes.items()},
         "processes": processes,
