@@ -139,6 +139,8 @@ def main() -> None:
         for model in args.models.split(","):
             for config in args.configs.split(","):
                 padding, workers = config.split(":")
+                if model == "hlf" and padding == "full":
+                    continue  # no particle sequence: padding does not apply
                 rows.append(train_and_evaluate(spark, store, source, model, padding, int(workers), args))
                 print(rows[-1], flush=True)
     finally:
