@@ -198,10 +198,15 @@ class DatasetStore:
         except FileNotFoundError:
             return None
 
+    def passed(self, stage: str) -> list[str]:
+        """Committed versions whose quality check passed, oldest first."""
+        return [v for v in self.versions(stage) if self.read_manifest(stage, v).get("quality", {}).get("status") == "passed"]
+
     def resolve(self, stage: str, version: str = "") -> str:
-        """``version`` itself if committed, else (when empty) the ``latest`` one; raises DatasetError."""
+        """``version`` itself if committed; when empty, the ``latest`` (published) version, else the
+        newest one that passed its check; raises DatasetError."""
         if not version:
-            version = self.latest(stage) or ""
+            version = self.latest(stage) or next(reversed(self.passed(stage)), "")
             if not version:
                 raise DatasetError(
                     f"no {stage} version has passed its checks under {self.root} yet: run {stage} first "

@@ -48,7 +48,7 @@ def test_dag_runs_end_to_end(tmp_path):
     ing_manifest = store.read_manifest("ingest", ing)
     assert ing_manifest["inputs"] == {"simulate": sim} and ing_manifest["quality"]["status"] == "passed"
     pre_manifest = store.read_manifest("prepare", pre)
-    assert pre_manifest["inputs"] == {"ingest": ing} and pre_manifest["quality"]["status"] == "passed"
+    assert pre_manifest["inputs"] == {"ingest": [ing]} and pre_manifest["quality"]["status"] == "passed"
     # the models: trained on the prepared version, evaluated, published by check_model
     model, evaluation = store.latest("train"), store.latest("evaluate")
     assert model and evaluation

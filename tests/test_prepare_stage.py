@@ -125,3 +125,28 @@ def test_bad_inputs_are_refused_with_the_version_named(spark, ingested, tmp_path
     with pytest.raises(DatasetError, match="no ingest version has passed its checks"):
         prepare.run(spark, empty, PrepareParams.from_values({}, env={}))
     assert store.versions("prepare") == before  # nothing was written
+
+
+def test_prepare_takes_every_checked_batch_once(spark, sample_files, tmp_path):
+    """Default input: every ingest version that passed its check, the newest per input batch."""
+    store = DatasetStore(str(tmp_path / "data"))
+
+    def ingested(spec: str, **params) -> str:
+        version = ingest.run(spark, store, IngestParams.from_values({"input": spec, **params}, env={}))["version"]
+        store.update_manifest("ingest", version, quality={"status": "passed"})
+        return version
+
+    first = ingested(f"qcd={sample_files['qcd']},ttbar={sample_files['ttbar']}")
+    second = ingested(f"wjets={sample_files['wjets']}")
+    again = ingested(f"wjets={sample_files['wjets']}", entries_per_split=7)  # the same batch, ingested anew
+    assert prepare.checked_sources(store, "") == sorted([first, again])  # the newer ingest of that batch
+    with pytest.raises(DatasetError, match=rf"ingest versions {second} and {again} hold the same input batch"):
+        prepare.checked_sources(store, f"{second},{again}")
+    with pytest.raises(DatasetError, match=rf"ingest version {second} lacks class qcd, ttbar"):
+        prepare.checked_sources(store, second)
+    result = prepare.run(spark, store, PrepareParams.from_values({"files_per_split": 1}, env={}))
+    manifest = store.read_manifest("prepare", result["version"])
+    assert manifest["inputs"] == {"ingest": sorted([first, again])}
+    before = manifest["counts_before_balancing"]
+    total = sum(store.read_manifest("ingest", v)["counts"]["total"] for v in (first, again))
+    assert sum(n for split in before.values() for n in split.values()) == total

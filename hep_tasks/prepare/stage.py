@@ -17,6 +17,7 @@ Spark SQL for the relational part, Arrow batches + NumPy for the per-event array
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from typing import TYPE_CHECKING, Any
@@ -50,22 +51,24 @@ _BUCKETS = 1 << 24  # resolution of the hash -> [0, 1) mapping of the split
 
 
 def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict[str, Any]:
-    """Prepare balanced, scaled, shuffled train/test datasets from a checked ingest version."""
-    source = checked_source(store, params.input)
-    version = version_id(STAGE, {SOURCE: source}, params.to_dict(), code_version(__name__))
+    """Prepare balanced, scaled, shuffled train/test datasets from checked ingest versions."""
+    sources = checked_sources(store, params.input)
+    version = planned_version(sources, params)
     if store.exists(STAGE, version):
         log.info("prepare version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
 
-    events = spark.read.parquet(store.url(SOURCE, source, EVENTS))
-    check_schema(events, f"{SOURCE} version {source}")
+    what = f"{SOURCE} version{'s' if len(sources) > 1 else ''} {', '.join(sources)}"
+    log.info("preparing %s", what)
+    events = spark.read.parquet(*(store.url(SOURCE, s, EVENTS) for s in sources))
+    check_schema(events, what)
     keyed = assign_split(events, params.test_fraction, params.seed)
     before = class_counts(keyed)
     for split in SPLITS:
         missing = [p for p, n in before[split].items() if n == 0]
         if missing:
             raise DatasetError(
-                f"{SOURCE} version {source}: the {split} split has no {', '.join(missing)} events "
+                f"{what}: the {split} split has no {', '.join(missing)} events "
                 f"({before[split]}); more events are needed for a {params.test_fraction:.0%} test fraction"
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
@@ -79,7 +82,7 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
                 write_split(balanced.filter(f"split = '{split}'"), scalers, posixpath.join(pending.url, split), params)
             manifest = pending.commit(
                 {
-                    "inputs": {SOURCE: source},
+                    "inputs": {SOURCE: sources},
                     "parameters": params.to_dict(),
                     "code_version": code_version(__name__),
                     "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
@@ -94,20 +97,61 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
     return summary(store, manifest)
 
 
+def planned_version(sources: list[str], params: PrepareParams) -> str:
+    """The version id a prepare of ``sources`` with ``params`` gets (no Spark needed)."""
+    return version_id(STAGE, {SOURCE: sorted(sources)}, params.to_dict(), code_version(__name__))
+
+
 def checked_source(store: DatasetStore, version: str) -> str:
-    """The ingest version to prepare; it must exist, have passed its quality check and hold every class."""
+    """One ingest version (named, or the latest/newest checked one); it must exist, have passed its
+    quality check and hold events."""
     version = store.resolve(SOURCE, version)
     manifest = store.read_manifest(SOURCE, version)
     status = manifest.get("quality", {}).get("status", "pending")
     if status != "passed":
         raise DatasetError(f"{SOURCE} version {version} has not passed its quality check (status: {status})")
-    counts = manifest.get("counts", {})
-    if not counts.get("total"):
+    if not manifest.get("counts", {}).get("total"):
         raise DatasetError(f"{SOURCE} version {version} is empty (0 events)")
-    missing = [p for p in LABELS if not counts.get(p)]
-    if missing:
-        raise DatasetError(f"{SOURCE} version {version} lacks class {', '.join(missing)} (counts: {counts})")
     return version
+
+
+def checked_sources(store: DatasetStore, spec: str) -> list[str]:
+    """The ingest versions to prepare together, checked; together they must hold every class.
+
+    ``spec`` names versions (comma separated); empty means every ingest version that passed its
+    check, the newest one per input batch (a simulate version or a file set), so that a batch
+    ingested again by newer code is not counted twice. Two named versions of the same batch are
+    refused (their events would be duplicates).
+    """
+    named = [v.strip() for v in spec.split(",") if v.strip()]
+    if named:
+        chosen = [checked_source(store, v) for v in dict.fromkeys(named)]
+    else:
+        newest: dict[str, str] = {}
+        for version in store.passed(SOURCE):  # oldest first: a newer one replaces an older one
+            newest[_batch(store, version)] = version
+        chosen = [checked_source(store, v) for v in newest.values()]
+        if not chosen:
+            checked_source(store, "")  # raises: nothing has passed its checks
+    batches: dict[str, str] = {}
+    for version in chosen:
+        other = batches.setdefault(_batch(store, version), version)
+        if other != version:
+            raise DatasetError(
+                f"{SOURCE} versions {other} and {version} hold the same input batch ({_batch(store, version)}): "
+                "name only one of them"
+            )
+    counts = {p: sum(store.read_manifest(SOURCE, v)["counts"].get(p, 0) for v in chosen) for p in LABELS}
+    missing = [p for p, n in counts.items() if not n]
+    if missing:
+        raise DatasetError(f"{SOURCE} version{'s' if len(chosen) > 1 else ''} {', '.join(chosen)} "
+                           f"lack{'' if len(chosen) > 1 else 's'} class {', '.join(missing)} (counts: {counts})")  # fmt: skip
+    return sorted(chosen)
+
+
+def _batch(store: DatasetStore, version: str) -> str:
+    """What an ingest version read: its simulate version or the digest of its file list."""
+    return json.dumps(store.read_manifest(SOURCE, version).get("inputs", {}), sort_keys=True)
 
 
 def check_schema(df: DataFrame, what: str) -> None:
