@@ -67,9 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
         return 2
 
-    from hep_tasks.sparkjob import spark_session
+    spark = None
+    if stage.uses_spark:
+        from hep_tasks.sparkjob import spark_session
 
-    spark = spark_session(f"hep-{stage.name}", settings.spark_master)
+        spark = spark_session(f"hep-{stage.name}", settings.spark_master)
     try:
         summary = stage.function()(spark, store, params)
     except PipelineError as err:  # bad input or data: rerunning cannot help, so say so to the launcher
@@ -79,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             store.write_run_record(args.run_key, {"stage": stage.name, "error": str(err), "retryable": False})
         return 1
     finally:
-        spark.stop()
+        if spark is not None:
+            spark.stop()
     if args.run_key:
         store.write_run_record(args.run_key, summary)
     print(json.dumps(summary, sort_keys=True, default=str))

@@ -230,7 +230,8 @@ class DatasetStore:
             f.write("ok")
         self.fs.rm(probe)
 
-    def _write_text_atomic(self, path: str, text: str) -> None:
+    def write_text_atomic(self, path: str, text: str) -> None:
+        """Write ``text`` to ``path`` (a store path) through a temporary file and a rename."""
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
         with self.fs.open(tmp, "w") as f:
             f.write(text)
@@ -241,20 +242,20 @@ class DatasetStore:
 
     def set_latest(self, stage: str, version: str) -> None:
         self.fs.makedirs(self.path(stage), exist_ok=True)
-        self._write_text_atomic(self.path(stage, LATEST), version + "\n")
+        self.write_text_atomic(self.path(stage, LATEST), version + "\n")
         log.info("%s latest -> %s", stage, version)
 
     def update_manifest(self, stage: str, version: str, **fields: Any) -> dict[str, Any]:
         """Rewrite the manifest of a committed version with ``fields`` replaced (atomically)."""
         manifest = self.read_manifest(stage, version) | fields
-        self._write_text_atomic(self.path(stage, version, MANIFEST), _dumps(manifest))
+        self.write_text_atomic(self.path(stage, version, MANIFEST), _dumps(manifest))
         return manifest
 
     def write_run_record(self, run_key: str, record: Mapping[str, Any]) -> str:
         """Record what a job run produced, for the process that launched it (spark-submit is opaque)."""
         self.fs.makedirs(self.path(RUNS), exist_ok=True)
         path = self.path(RUNS, f"{run_key}.json")
-        self._write_text_atomic(path, _dumps(record))
+        self.write_text_atomic(path, _dumps(record))
         return path
 
     def read_run_record(self, run_key: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 A stage function has the signature ``run(spark, store, params) -> dict`` and returns the summary of
 the version it produced (at least ``version``, ``stage``, ``path``), which becomes the Airflow XCom.
+A stage without Spark work (``uses_spark=False``) gets ``None`` for ``spark``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from hep_tasks.config import (
     EvaluateParams,
     IngestParams,
     PrepareParams,
+    PublishParams,
     QualityParams,
     ScoreParams,
     SimulateParams,
     TrainParams,
+    TuneParams,
     _Params,
 )
 
@@ -28,6 +31,7 @@ class Stage:
     params: type[_Params]
     target: str  # "module:function"
     description: str
+    uses_spark: bool = True
 
     def function(self) -> Callable:
         module, name = self.target.split(":")
@@ -40,9 +44,11 @@ STAGES: dict[str, Stage] = {
         Stage("simulate", SimulateParams, "hep_tasks.simulate.stage:run", "Pythia8 + detector response -> ROOT files"),
         Stage("ingest", IngestParams, "hep_tasks.ingest.stage:run", "ROOT -> Parquet with the physics features"),
         Stage("prepare", PrepareParams, "hep_tasks.prepare.stage:run", "split, balance, scale, sort -> train/test"),
+        Stage("tune", TuneParams, "hep_tasks.tune.stage:run", "hyper-parameter search, trials in parallel Spark tasks"),
         Stage("train", TrainParams, "hep_tasks.train.stage:run", "Keras classifiers trained data-parallel on Spark"),
         Stage("evaluate", EvaluateParams, "hep_tasks.evaluate.stage:run", "test-split ROC/AUC, confusion, report"),
         Stage("score", ScoreParams, "hep_tasks.score.stage:run", "a trained model applied to ingested events"),
         Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output"),
+        Stage("publish", PublishParams, "hep_tasks.catalog:run", "move latest to a run's checked versions; index page", False),
     )
 }

@@ -47,9 +47,13 @@ def test_ingest_skips_a_corrupt_file_and_records_it(spark, tmp_path, input_dir, 
     again = ingest.run(spark, store, _params(input=f"{input_dir}/*.root", entries_per_split=25, max_quarantined_fraction=0.3))
     assert again["version"] == result["version"] and again["created_at"] == result["created_at"]
 
-    # the quality suite passes on real simulated data, moves `latest`, and records the result
+    # the quality suite passes on real simulated data and records the result; publish moves `latest`
     checked = quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": result["version"]}, env={}))
-    assert checked["quality"] == "passed" and store.latest("ingest") == result["version"]
+    assert checked["quality"] == "passed" and store.latest("ingest") is None
+    from hep_tasks.catalog import publish
+
+    publish(store, {"ingest": result["version"]})
+    assert store.latest("ingest") == result["version"]
     record = store.read_manifest("ingest", result["version"])["quality"]
     assert record["status"] == "passed" and record["data_docs_index"] == "_quality/data_docs/index.html"
     assert (tmp_path / "data" / "ingest" / result["version"] / "_quality" / "data_docs" / "index.html").exists()

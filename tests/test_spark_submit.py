@@ -36,6 +36,10 @@ def test_ingest_prepare_and_their_checks_through_spark_submit(tmp_path, input_di
     assert rows["test"]["qcd"] == rows["test"]["ttbar"] == rows["test"]["wjets"] > 0
     checked = _submit(data, "quality", "--stage", "prepare", "--version", prepared["version"])
     assert checked["quality"] == "passed"
+    assert not (data / "prepare" / "latest").exists()  # moved by publish only
+
+    published = _submit(data, "publish", "--ingest", ingested["version"], "--prepare", prepared["version"])
+    assert published["prepare"]["version"] == prepared["version"] and (data / "index.html").exists()
     assert (data / "prepare" / "latest").read_text().strip() == prepared["version"]
 
 

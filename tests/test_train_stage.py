@@ -97,10 +97,21 @@ def test_evaluate_report_check_model_and_a_reloaded_model_predicting_the_same(sp
     assert "data:image/png;base64," in report and version in report
     assert manifest["counts"]["total"] == sum(store.read_manifest("prepare", store.read_manifest("train", version)["inputs"]["prepare"])["counts"]["test"].values())
 
-    # check_model: passes with a floor of 0 and publishes the models; an impossible floor fails
+    # nothing is published before check_model passes
+    from hep_tasks.catalog import publish
+
+    prepared = store.read_manifest("train", version)["inputs"]["prepare"]
+    with pytest.raises(DatasetError, match=rf"not every check passed: train {version} \(pending\), evaluate {result['version']} \(pending\)"):
+        publish(store, {"prepare": prepared, "train": version, "evaluate": result["version"]})
+    assert store.latest("prepare") is None
+
+    # check_model: passes with a floor of 0 and marks the models passed; publish lists them in the index
     checked = quality.run(spark, store, QualityParams.from_values({"stage": "evaluate", "version": result["version"], "auc_floors": "*=0"}, env={}))
-    assert checked["quality"] == "passed" and store.latest("train") == version
-    assert store.read_manifest("train", version)["quality"]["status"] == "passed"
+    assert checked["quality"] == "passed" and store.read_manifest("train", version)["quality"]["status"] == "passed"
+    published = publish(store, {"prepare": prepared, "train": version, "evaluate": result["version"]})
+    assert store.latest("train") == version and store.latest("evaluate") == result["version"]
+    index = Path(published["index"]).read_text()
+    assert version in index and f"{metrics['inclusive']['auc_ttbar_vs_qcd']:.4f}" in index and "data:image/png" in index
 
     # a fresh process loads the saved inclusive model (safe mode) and predicts as evaluate did
     model = store.read_manifest("train", version)["models"]["inclusive"]
@@ -137,9 +148,7 @@ def test_score_applies_the_published_model_to_ingested_events(spark, trained, pr
 
     store, version = trained
     _, ingested, _ = prepared
-    if store.latest("train") != version:  # published by the check_model test; name it when run alone
-        store.set_latest("train", version)
-    result = score.run(spark, store, ScoreParams.from_values({"input": ingested, "models": "hlf,inclusive"}, env={}))
+    result = score.run(spark, store, ScoreParams.from_values({"input": ingested, "model": version, "models": "hlf,inclusive"}, env={}))
     manifest = store.read_manifest("score", result["version"])
     assert manifest["inputs"] == {"ingest": ingested, "train": version}
     ingested_counts = store.read_manifest("ingest", ingested)["counts"]

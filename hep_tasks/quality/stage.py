@@ -3,10 +3,12 @@
 Suites: ``ingest`` (ingested events), ``prepare`` (train/test), ``evaluate`` (the models' test-split
 predictions and AUC floors; this is ``check_model``, and passing it publishes the model version).
 
-Results go next to the data (``<version>/_quality/<suite>.json`` and ``_quality/data_docs/``), the
-manifest's ``quality`` field records the outcome, and only a passing version moves the stage's
-``latest`` pointer. A failing suite fails the job with every failed expectation listed.
-A version that already passed is not checked again.
+Results go next to the data (``<version>/_quality/<suite>.json`` and ``_quality/data_docs/``) and
+the manifest's ``quality`` field records the outcome; a passing evaluate version also marks its
+model (train) version as passed. ``latest`` pointers are moved later, by ``publish``
+(:mod:`hep_tasks.catalog`), once every check of a run has passed. A failing suite fails the job
+with every failed expectation listed and the Data Docs path. A version that already passed is
+not checked again.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
     manifest = store.read_manifest(stage, version)
     if manifest.get("quality", {}).get("status") == "passed":
         log.info("%s version %s already passed its checks", stage, version)
-        publish(store, stage, version, manifest)
+        _mark_model(store, stage, version, manifest)
         return summary(store, manifest)
 
     # every expectation is a Spark job over the same data: read the Parquet once
@@ -61,18 +63,15 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
     manifest = store.update_manifest(stage, version, quality=outcome)
     log.info("%s version %s: quality %s (%s)", stage, version, outcome["status"], report.statistics)
     if report.success:
-        publish(store, stage, version, manifest)
+        _mark_model(store, stage, version, manifest)
     raise_for_failures(report)
     return summary(store, manifest)
 
 
-def publish(store: DatasetStore, stage: str, version: str, manifest: dict[str, Any]) -> None:
-    """Move ``latest`` to a version that passed; an evaluation that passed publishes its models too."""
-    store.set_latest(stage, version)
+def _mark_model(store: DatasetStore, stage: str, version: str, manifest: dict[str, Any]) -> None:
+    """An evaluation that passed ``check_model`` marks its model (train) version as passed."""
     if stage == "evaluate":
-        model = manifest["inputs"]["train"]
-        store.update_manifest("train", model, quality={"status": "passed", "evaluate": version})
-        store.set_latest("train", model)
+        store.update_manifest("train", manifest["inputs"]["train"], quality={"status": "passed", "evaluate": version})
 
 
 def _ingest_checks(spark: SparkSession, store: DatasetStore, version: str, manifest: dict[str, Any], params: QualityParams) -> list[Check]:
