@@ -67,13 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
         return 2
 
-    spark = None
-    if stage.uses_spark:
-        from hep_tasks.sparkjob import spark_session
+    from hep_tasks.sparkjob import LazySession
 
-        spark = spark_session(f"hep-{stage.name}", settings.spark_master)
+    spark = LazySession(f"hep-{stage.name}", settings.spark_master) if stage.uses_spark else None
     try:
         summary = stage.function()(spark, store, params)
+        if spark is not None and not spark.started:
+            log.info("nothing new: %s version %s already exists, no Spark work done", stage.name, summary.get("version"))
+            summary["spark_work"] = False
     except PipelineError as err:  # bad input or data: rerunning cannot help, so say so to the launcher
         log.error("%s failed: %s", stage.name, err)
         print(f"hep_tasks {stage.name}: error: {err}", file=sys.stderr)
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         if spark is not None:
-            spark.stop()
+            spark.stop()  # only if it was started
     if args.run_key:
         store.write_run_record(args.run_key, summary)
     print(json.dumps(summary, sort_keys=True, default=str))

@@ -49,6 +49,28 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
     return spark
 
 
+class LazySession:
+    """Stands for the job's SparkSession and creates it on first use, so a stage that finds its
+    version already committed (nothing new to do) finishes without starting any Spark work."""
+
+    def __init__(self, app_name: str, master: str | None = None):
+        self._args = (app_name, master)
+        self._session: SparkSession | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = spark_session(*self._args)
+        return getattr(self._session, name)
+
+    def stop(self) -> None:
+        if self._session is not None:
+            self._session.stop()
+
+
 def task_slots(spark: SparkSession) -> int:
     """Tasks the application can run at once now (executor cores / ``spark.task.cpus``)."""
     sc = spark.sparkContext

@@ -62,6 +62,13 @@ def test_pipeline_order(dagbag):
     assert {o.name for o in dag.get_task("check_model").outlets} == {"hep_models"}
 
 
+def test_simulation_dag_announces_its_batch(dagbag):
+    dag = dagbag.dags["hep_simulation"]
+    assert dag.get_task("batch_seed").downstream_task_ids == {"simulate"}
+    assert {o.name for o in dag.get_task("simulate").outlets} == {"hep_simulated_events"}
+    assert type(dag.timetable).__name__ == "NullTimetable"  # by hand unless HEP_SIMULATION_SCHEDULE is set
+
+
 def test_scoring_order(dagbag):
     dag = dagbag.dags["hep_scoring"]
     assert dag.get_task("choose_input").downstream_task_ids == {"ingest", "score"}

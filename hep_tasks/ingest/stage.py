@@ -19,6 +19,7 @@ import json
 import logging
 import posixpath
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from hep_tasks.config import IngestParams
@@ -49,7 +50,11 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
         log.info("ingest version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
 
+    started = time.perf_counter()
+    log.info("ingest version %s: %d input files (%s)", version, len(inputs), json.dumps(input_versions))
     readable, quarantined = inspect_inputs(spark, inputs)
+    log.info("inspected the inputs in %.1f s: %d readable, %d quarantined, %d events",
+             time.perf_counter() - started, len(readable), len(quarantined), sum(r.get("entries", 0) for r in readable))
     if quarantined and params.on_bad_file == "fail":
         raise InputFileError(quarantined[0]["url"], quarantined[0]["reason"])
     if not readable:
@@ -75,6 +80,7 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
         except Exception as err:  # a Spark task failed; show the user our message, not a JVM trace
             raise _from_spark_failure(err) from None
         splits = _read_split_stats(store, stats_dir)
+        log.info("read and wrote %d splits in %.1f s", len(splits), time.perf_counter() - started)
         quarantined += [
             {"url": s["url"], "entries": [s["start"], s["stop"]], "reason": s["error"]} for s in splits if s["error"]
         ]
@@ -93,6 +99,8 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
                 "files": file_checksums(spark, pending.url),
             }
         )
+    for process, row in manifest["cutflow"].items():
+        log.info("cut-flow %s: %s", process, ", ".join(f"{step} {n}" for step, n in row.items()))
     return summary(store, manifest)
 
 

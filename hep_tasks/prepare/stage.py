@@ -72,9 +72,11 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
                 f"({before[split]}); more events are needed for a {params.test_fraction:.0%} test fraction"
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
+    log.info("events per class before balancing %s; keeping %s per class", before, targets)
     balanced = balance(keyed, targets, params.seed).persist()
     try:
         scalers = fit_scalers(balanced.filter("split = 'train'"), targets["train"] * len(LABELS))
+        log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"], scalers.fitted_on["particles"])
         with store.begin(STAGE, version) as pending:
             with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
                 f.write(scalers.dumps())
@@ -244,4 +246,4 @@ def write_split(df: DataFrame, scalers: FeatureScalers, url: str, params: Prepar
         .option("parquet.block.size", 256 * 1024 * 1024)
         .parquet(url)
     )
-    log.info("wrote %s", url)
+    log.info("wrote %s: %d files", url, params.files_per_split)
