@@ -29,6 +29,8 @@ def test_ingest_prepare_and_their_checks_through_spark_submit(tmp_path, input_di
     assert ingested["stage"] == "ingest" and ingested["rows"]["total"] > 0
     checked = _submit(data, "quality", "--stage", "ingest", "--version", ingested["version"])
     assert checked["quality"] == "passed"
+    again = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--entries-per-split", "40")
+    assert again["version"] == ingested["version"] and again["spark_work"] is False  # nothing new: no Spark job
 
     prepared = _submit(data, "prepare", "--input", ingested["version"], "--files-per-split", "2")
     rows = prepared["rows"]
