@@ -37,20 +37,20 @@ with DAG(
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
         "input_path": Param(
-            "", type="string", title="Input ROOT files",
+            None, type=["null", "string"], title="Input ROOT files",
             description="ROOT files to score (paths, globs or URLs, comma separated; `process=` prefixes "
             "allowed); they are ingested and checked first. Empty = score *Ingest version*.",
         ),
         "ingest_version": Param(
-            "", type="string", title="Ingest version",
+            None, type=["null", "string"], title="Ingest version",
             description="An ingest version id to score when no input files are given; empty = the latest checked one.",
         ),
         "model_version": Param(
-            "", type="string", title="Model version",
+            None, type=["null", "string"], title="Model version",
             description="A train version id; empty = the latest model version that passed check_model.",
         ),
         "models": Param(
-            [], type="array", items={"type": "string", "enum": list(MODEL_NAMES)}, title="Models",
+            None, type=["null", "array"], items={"type": "string", "enum": list(MODEL_NAMES)}, title="Models",
             description="Models of that version to apply; empty = all it holds.",
         ),
         "on_bad_file": Param(
@@ -63,12 +63,12 @@ with DAG(
     @task.branch(task_id="choose_input")
     def choose_input(params: dict) -> str:
         """Ingest the named files first, or score an existing ingest version."""
-        return "ingest" if params["input_path"].strip() else "score"
+        return "ingest" if (params["input_path"] or "").strip() else "score"
 
     ingest = HepStageOperator(
         task_id="ingest",
         stage="ingest",
-        stage_params={"input": "{{ params.input_path.strip() }}", "on_bad_file": "{{ params.on_bad_file }}"},
+        stage_params={"input": "{{ (params.input_path or '').strip() }}", "on_bad_file": "{{ params.on_bad_file }}"},
     )
 
     check_ingested = HepStageOperator(
@@ -83,10 +83,10 @@ with DAG(
         stage="score",
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
         stage_params={
-            "input": "{{ ti.xcom_pull(task_ids='check_ingested')['version'] if params.input_path.strip() "
-            "else params.ingest_version.strip() }}",
-            "model": "{{ params.model_version.strip() }}",
-            "models": "{{ params.models | join(',') }}",
+            "input": "{{ ti.xcom_pull(task_ids='check_ingested')['version'] if (params.input_path or '').strip() "
+            "else (params.ingest_version or '').strip() }}",
+            "model": "{{ (params.model_version or '').strip() }}",
+            "models": "{{ (params.models or []) | join(',') }}",
         },
         outlets=[SCORES],
     )

@@ -1,12 +1,23 @@
-"""The embedded default on one machine: environment, a project-local Airflow home, the demo run.
+"""The project on one machine: environment, Airflow home, demo run; the command line of the services.
 
-``python -m hep_tasks.localenv setup``   prepare ``.airflow/`` (SQLite, no examples, our dags/ and plugins/)
-``python -m hep_tasks.localenv demo``    run the whole DAG with ``airflow dags test`` and say where the data is
-``python -m hep_tasks.localenv env``     print the environment as shell ``export`` lines
+``python -m hep_tasks.localenv setup``          prepare ``.airflow/`` (metadata database, no examples, our dags/ and plugins/)
+``python -m hep_tasks.localenv demo``           run the whole DAG with ``airflow dags test`` and say where the data is
+``python -m hep_tasks.localenv env``            print the environment as shell ``export`` lines
+``python -m hep_tasks.localenv airflow-start``  Airflow as a service on 127.0.0.1 (API server, scheduler, DAG
+                                                processor, triggerer), authentication on; ``airflow-stop`` stops it
+``python -m hep_tasks.localenv spark-cluster-start``  a Spark standalone master and two workers on 127.0.0.1;
+                                                ``spark-cluster-stop`` stops them
+``python -m hep_tasks.localenv py-files``       pack ``hep_tasks`` as a zip for ``spark-submit --py-files``
+``python -m hep_tasks.localenv compose-env``    write ``.env`` with generated secrets for docker-compose.yaml
+``python -m hep_tasks.localenv airflow-init``   migrate the database and write the login (compose's airflow-init)
 
 The Spark connection ``hep_spark`` is defined by the environment variable ``AIRFLOW_CONN_HEP_SPARK``
 (local[*] unless ``HEP_SPARK_MASTER`` says otherwise); point it at a cluster by changing that
-variable or by creating the connection in the Airflow UI.
+variable. The metadata database is SQLite unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` names
+another (``postgresql+psycopg2://user:password@host:5432/airflow``).
+
+The services themselves (Airflow service, Spark cluster, code zip, compose secrets) live in
+:mod:`hep_tasks.services`; every one records what it started, and its stop command ends exactly that.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ def local_environment(repo: Path = REPO, base: dict[str, str] | None = None) -> 
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{airflow_home}/logs",
         "GX_ANALYTICS_ENABLED": "False",
+        "SPARK_CONF_DIR": str(repo / "hep_tasks" / "sparkconf"),  # Spark logs at WARN (log4j2.properties)
         f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}": json.dumps(
             {
                 "conn_type": "spark",
@@ -61,7 +73,7 @@ def _airflow(env: dict[str, str], *args: str) -> None:
 
 
 def setup(env: dict[str, str]) -> None:
-    """Create the Airflow home and its SQLite metadata database (idempotent)."""
+    """Create the Airflow home and its metadata database (idempotent)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow(env, "db", "migrate")
 
@@ -101,20 +113,79 @@ def demo(env: dict[str, str], conf: dict | None = None) -> None:
         print(f"\n  Evaluation report: {store.path('evaluate', evaluation, 'report.html')}")
 
 
+# --- command line -----------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hep_tasks.localenv", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["setup", "demo", "env"])
+    parser.add_argument(
+        "command",
+        choices=[
+            "setup", "demo", "env", "airflow-start", "airflow-stop", "airflow-init", "compose-env",
+            "spark-cluster-start", "spark-cluster-stop", "py-files",
+        ],
+    )
     parser.add_argument("--conf", type=json.loads, default=None, help="DAG run conf (JSON) for demo.")
+    parser.add_argument("--port", type=int, default=None, help="airflow-start: API port (8080); spark-cluster-start: master port (7077).")
+    parser.add_argument("--webui-port", type=int, default=8090, help="spark-cluster-start: master web UI port; workers take the next ones.")
+    parser.add_argument("--workers", type=int, default=2, help="spark-cluster-start: number of workers.")
+    parser.add_argument("--worker-cores", type=int, default=1, help="spark-cluster-start: cores per worker.")
+    parser.add_argument("--worker-memory", default="2g", help="spark-cluster-start: memory per worker.")
     args = parser.parse_args(argv)
     env = local_environment()
+    try:
+        return _run(args, env)
+    except RuntimeError as err:
+        print(f"localenv {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from hep_tasks.services import (
+        compose_env, init_airflow, pack_code, start_airflow, start_spark_cluster, stop_airflow, stop_spark_cluster,
+    )  # fmt: skip
+
     if args.command == "env":
         for key in sorted(set(env) - set(os.environ) | {"PATH"}):
             print(f"export {key}={json.dumps(env[key])}")
     elif args.command == "setup":
         setup(env)
-    else:
+    elif args.command == "demo":
         setup(env)
         demo(env, args.conf)
+    elif args.command == "py-files":
+        print(pack_code())
+    elif args.command == "airflow-start":
+        port = args.port or int(env.get("AIRFLOW__API__PORT", "8080"))
+        info = start_airflow(env, port)
+        print(f"Airflow is up at {info['url']} (API server, scheduler, DAG processor, triggerer; logs in {info['logs']})")
+        if info["generated_password"]:
+            print(f"  login: {info['user']} / {info['password']}   (generated; shown once, kept in {info['passwords_file']})")
+        else:
+            print(f"  login: {info['user']}, password as given or in {info['passwords_file']}")
+        print(f"  metadata database: {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].split('://')[0]}; stop with: make airflow-stop")
+    elif args.command == "airflow-init":
+        user, password, generated = init_airflow(env)
+        print(f"Airflow database migrated; login {user}" + (f" / {password} (generated; shown once)" if generated else ""))
+    elif args.command == "compose-env":
+        path = REPO / ".env"
+        made = compose_env(path)
+        print(f"{path}: generated {', '.join(made) or 'nothing (all were set)'}")
+        if "AIRFLOW_ADMIN_PASSWORD" in made:
+            print(f"  Airflow login: admin / {made['AIRFLOW_ADMIN_PASSWORD']}   (shown once; kept in {path})")
+    elif args.command == "airflow-stop":
+        stopped = stop_airflow(env)
+        print(f"stopped {', '.join(stopped)}" if stopped else "no Airflow service of ours was running")
+    elif args.command == "spark-cluster-start":
+        info = start_spark_cluster(
+            env, port=args.port or 7077, webui_port=args.webui_port, workers=args.workers,
+            cores=args.worker_cores, memory=args.worker_memory,
+        )  # fmt: skip
+        print(f"Spark master {info['master']} (web UI {info['webui']}), {args.workers} workers: {', '.join(info['workers'])}")
+        print(f"  run the pipeline on it: HEP_SPARK_MASTER={info['master']} make demo  (or make airflow); stop with: make spark-cluster-stop")
+    elif args.command == "spark-cluster-stop":
+        stopped = stop_spark_cluster(env)
+        print(f"stopped {', '.join(stopped)}" if stopped else "no Spark cluster of ours was running")
     return 0
 
 

@@ -6,11 +6,18 @@ One idea on top of the Spark provider's ``SparkSubmitOperator``: the application
 operator reads the run record the stage wrote, returns it as XCom and attaches it to the ``extra``
 of every outlet Asset event. A stage that failed on its input or data (bad file, failed quality
 suite) says so in its run record, and the task then fails at once instead of retrying.
+
+On a cluster (any master but ``local[...]``) executors cannot rely on the code being installed
+where they run: the operator ships ``hep_tasks`` as a zip with ``--py-files``, and, when
+``HEP_SPARK_ENV_ARCHIVE`` names a packed environment (``venv-pack -o env.tar.gz``; a local path or
+a URL the cluster can read), ships it with ``--archives <it>#environment`` and runs the executors'
+Python from it, as Spark's Python packaging guide describes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -76,6 +83,7 @@ class HepStageOperator(SparkSubmitOperator):
             *params.to_args(),
         ]
         self.log.info("hep_tasks %s with %s", self.stage, params.to_dict())
+        self._ship_code_to_cluster()
         store = DatasetStore(settings.data_root)
         try:
             super().execute(context)
@@ -89,6 +97,23 @@ class HepStageOperator(SparkSubmitOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = summary
         return summary
+
+    def _ship_code_to_cluster(self) -> None:
+        """Add ``--py-files hep_tasks.zip`` (and the packed environment, if any) when the master is a cluster."""
+        from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+        from hep_tasks.services import pack_code
+
+        master = SparkSubmitHook(conn_id=self._conn_id)._connection["master"]
+        if master.startswith("local"):
+            return
+        code = str(pack_code())
+        self.py_files = ",".join(p for p in (self.py_files, code) if p)
+        archive = os.environ.get("HEP_SPARK_ENV_ARCHIVE", "").strip()
+        if archive:
+            self._archives = ",".join(a for a in (self._archives, f"{archive}#environment") if a)
+            self.conf = {**(self.conf or {}), "spark.pyspark.python": "./environment/bin/python"}
+        self.log.info("master %s: shipping %s%s", master, code, f" and environment {archive}" if archive else "")
 
 
 def _run_key(context: Any) -> str:
