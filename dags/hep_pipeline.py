@@ -1,24 +1,22 @@
 """
 ### hep_pipeline: simulated LHC events to trained trigger classifiers
 
-Each task is a Spark job (`hep_tasks <stage>` through `spark-submit`, connection `hep_spark`):
+Runs when `hep_simulation` announces a new batch (Asset `hep_simulated_events`), or by hand. Each
+stage is a Spark job (`hep_tasks <stage>` through `spark-submit`, connection `hep_spark`):
 
-1. **simulate**: Pythia8 tt̄, W+jets and QCD with a Delphes-like detector response, one ROOT file per
-   Spark task. Skipped when *Input ROOT files* is set.
-2. **ingest**: ROOT to Parquet with the 14 high-level features and the particle matrix; unreadable
-   files are quarantined (or fail the run, see *Bad input files*).
-3. **check_ingested**: Great Expectations suite on the ingested data; publishes the version.
-4. **prepare**: train/test split, class balancing, scaling fitted on train, ΔR sorting, shuffling.
-5. **check_prepared**: Great Expectations suite on the train/test datasets; publishes the version.
-6. **train**: the HLF, particle-sequence and inclusive Keras classifiers, data-parallel on Spark (a
-   barrier stage of *Training workers* TensorFlow workers), checkpointed every epoch.
-7. **evaluate**: test-split predictions, ROC/AUC, confusion matrices, tt̄ efficiency at fixed QCD
-   acceptance, loss curves; `report.html` and `metrics.json`.
-8. **check_model**: Great Expectations suite on the predictions and the AUC floors; publishes the
-   models (`latest`) only when it passes.
+1. **ingest** + **check_ingested**, once per new input: the simulate versions of the triggering
+   Asset events, and those named in *Simulation versions* or *Input ROOT files*. A batch already
+   ingested by the same code with the same parameters is reused, not read again. Nothing new:
+   both are skipped.
+2. **prepare** + **check_prepared**: every ingest version that passed its check (the newest per
+   batch), so the models always see every published batch; split, balance, scale, ΔR-sort.
+3. **tune** (skippable) → **train** → **evaluate** → **check_model**: Optuna search, the three Keras
+   classifiers trained data-parallel on Spark, test-split ROC/AUC and report, model gate.
+4. **publish**: only when every check passed, moves the `latest` pointers to this run's versions,
+   updates the index page of published models, and emits the Asset events.
 
-Every output is a versioned dataset under the data root (`HEP_DATA_ROOT`); versions travel as XCom
-and as Asset events. Rerunning with the same parameters reuses the existing versions.
+Versions are content-derived: a run with nothing new finds every version committed, starts no
+Spark work (the task logs say so, the XCom has `spark_work: false`) and publishes the same.
 """
 
 from __future__ import annotations
@@ -26,63 +24,43 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, Param, TriggerRule, task
-from hep_airflow.assets import INGESTED_EVENTS, MODELS, PREPARED_DATASETS, SIMULATED_EVENTS
+from hep_airflow.assets import EVALUATIONS, INGESTED_EVENTS, MODELS, PREPARED_DATASETS, SIMULATED_EVENTS
 from hep_airflow.operators import HepStageOperator
 
-from hep_tasks.config import IngestParams, PrepareParams, QualityParams, SimulateParams, TrainParams
-from hep_tasks.processes import PROCESSES
+from hep_tasks.config import IngestParams, PrepareParams, QualityParams, TrainParams, TuneParams
 from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
-SIM, ING, PREP, TRAIN, QUAL = SimulateParams(), IngestParams(), PrepareParams(), TrainParams(), QualityParams()
+ING, PREP, TRAIN, QUAL, TUNE = IngestParams(), PrepareParams(), TrainParams(), QualityParams(), TuneParams()
 
 
 def _xcom_version(task_id: str) -> str:
     return "{{ ti.xcom_pull(task_ids='%s')['version'] }}" % task_id
 
 
+#: The tune task's version, or empty when it was skipped (no XCom).
+TUNE_VERSION = "{{ (ti.xcom_pull(task_ids='tune') or {}).get('version', '') if params.tune else '' }}"
+
+
 with DAG(
     dag_id="hep_pipeline",
     description="Simulated LHC events -> features -> train/test datasets -> trained, evaluated classifiers",
     doc_md=__doc__,
-    schedule=None,
+    schedule=[SIMULATED_EVENTS],
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     tags=["hep", "spark", "simulation", "ml"],
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
-        "processes": Param(
-            list(SIM.processes),
-            type="array",
-            items={"type": "string", "enum": list(PROCESSES)},
-            title="Processes",
-            description="Physics processes to simulate: ttbar (label 1), wjets (label 2), qcd (label 0).",
-        ),
-        "events_per_file": Param(
-            SIM.events_per_file, type="integer", minimum=1, title="Events per file",
-            description="Accepted (lepton-filtered) events written to each simulated ROOT file.",
-        ),
-        "files_per_process": Param(
-            SIM.files_per_process, type="integer", minimum=1, title="Files per process",
-            description="Simulated ROOT files per process; each is one Spark task with its own seed.",
-        ),
-        "seed": Param(SIM.seed, type="integer", minimum=0, title="Simulation seed",
-                      description="Base seed; the same seed reproduces the same events."),
-        "isolated_leptons_only": Param(
-            SIM.isolated_leptons_only, type="boolean", title="Isolated leptons only",
-            description="Simulate only events with an isolated lepton (all survive ingest). Only ~11% of "
-            "QCD events do, so QCD takes ~8x longer per file but yields as many events per CPU hour.",
-        ),
-        "qcd_redecays": Param(
-            SIM.qcd_redecays, type="integer", minimum=0, maximum=1000, title="QCD heavy-flavour redecays",
-            description="0 = off. N > 0 decays the b- and c-hadrons of each generated QCD event N times and "
-            "keeps the first accepted trial: ~15x more isolated-lepton QCD events per CPU-second at N = 25, "
-            "with events of several accepted trials under-represented (see README, Simulation).",
+        "simulation_versions": Param(
+            None, type=["null", "array"], items={"type": "string"}, title="Simulation versions",
+            description="Simulate versions (sim-...) to ingest in this run, besides those of the Asset events "
+            "that triggered it; empty = none.",
         ),
         "input_path": Param(
-            "", type="string", title="Input ROOT files",
-            description="Ingest these ROOT files (paths, globs or URLs, comma separated) instead of "
-            "simulating; empty = simulate.",
+            None, type=["null", "string"], title="Input ROOT files",
+            description="ROOT files to ingest in this run (paths, globs or URLs, comma separated; process= "
+            "prefixes allowed); empty = none.",
         ),
         "on_bad_file": Param(
             ING.on_bad_file, type="string", enum=["skip", "fail"], title="Bad input files",
@@ -103,6 +81,33 @@ with DAG(
             title="Models", description="Classifiers to train: hlf (dense net on the 14 high-level features), "
             "particle_sequence (GRU over the particle list), inclusive (GRU + high-level features).",
         ),
+        "tune": Param(
+            True, type="boolean", title="Tune hyper-parameters",
+            description="Run the tune task (an Optuna search per model, trials in parallel Spark tasks) and train "
+            "with its best hyper-parameters; off = skip it and train with the defaults.",
+        ),
+        "tune_trials": Param(
+            TUNE.trials, type="integer", minimum=1, title="Tuning trials per model",
+            description="Trials of the search of each model; each round runs as many in parallel as Spark has task slots.",
+        ),
+        "tune_epochs": Param(TUNE.epochs, type="integer", minimum=1, title="Epochs per tuning trial",
+                             description="Training epochs of each trial (pruning may stop a poor trial sooner)."),
+        "tune_subsample_fraction": Param(
+            TUNE.subsample_fraction, type="number", exclusiveMinimum=0, maximum=1, title="Tuning subsample fraction",
+            description="Seeded fraction of the train split the trials train and validate on (1 = all of it); "
+            "the test split is never read by tuning.",
+        ),
+        "tune_time_budget_s": Param(
+            TUNE.time_budget_s, type="integer", minimum=1, title="Tuning time budget (s)",
+            description="Seconds for the whole search, shared equally by the models; no new round of trials starts "
+            "after it (a started round finishes; every model gets at least one round).",
+        ),
+        "search_space": Param(
+            TUNE.search_space or None, type=["null", "string"], title="Search space (JSON)",
+            description='Per-model search spaces replacing that model\'s default one, e.g. {"hlf": {"units": {"choices": '
+            '[[64, 32], [128, 64, 32]]}, "dropout": {"low": 0, "high": 0.3}, "learning_rate": {"low": 0.0003, '
+            '"high": 0.03, "log": true}}}; empty = the defaults (README, Tuning).',
+        ),
         "workers": Param(
             TRAIN.workers, type="integer", minimum=1, title="Training workers",
             description="TensorFlow workers, one Spark task each; at most the Spark application's task slots.",
@@ -110,9 +115,9 @@ with DAG(
         "epochs": Param(TRAIN.epochs, type="integer", minimum=1, title="Epochs",
                         description="Most training epochs per model (early stopping on validation loss may end sooner)."),
         "hyperparameters": Param(
-            TRAIN.hyperparameters, type="string", title="Hyper-parameters (JSON)",
-            description='Per-model overrides of the defaults, e.g. {"hlf": {"units": [64, 32], "learning_rate": 0.002}}; '
-            "empty = defaults.",
+            TRAIN.hyperparameters or None, type=["null", "string"], title="Hyper-parameters (JSON)",
+            description='Per-model overrides, e.g. {"hlf": {"units": [64, 32], "learning_rate": 0.002}}, over the '
+            "tuned values (or the defaults when tuning is off); empty = none.",
         ),
         "auc_floors": Param(
             QUAL.auc_floors, type="string", title="AUC floors",
@@ -122,69 +127,70 @@ with DAG(
     },
 ) as dag:
 
-    @task.branch(task_id="choose_input")
-    def choose_input(params: dict) -> str:
-        """Simulate unless the run names existing ROOT files."""
-        return "ingest" if params["input_path"].strip() else "simulate"
+    @task
+    def new_inputs(params: dict, triggering_asset_events=None) -> list[dict]:
+        """The ingest parameters of every new input of this run (none: ingest is skipped)."""
+        from hep_tasks.catalog import ingest_inputs
 
-    simulate = HepStageOperator(
-        task_id="simulate",
-        stage="simulate",
-        stage_params={
-            "processes": "{{ params.processes | join(',') }}",
-            "events_per_file": "{{ params.events_per_file }}",
-            "files_per_process": "{{ params.files_per_process }}",
-            "seed": "{{ params.seed }}",
-            "isolated_leptons_only": "{{ params.isolated_leptons_only }}",
-            "qcd_redecays": "{{ params.qcd_redecays }}",
-        },
-        outlets=[SIMULATED_EVENTS],
-    )
+        triggered = [
+            e.extra["version"] for events in (triggering_asset_events or {}).values() for e in events
+            if (e.extra or {}).get("version")
+        ]  # fmt: skip
+        inputs = ingest_inputs(input_path=params["input_path"], simulation_versions=params["simulation_versions"],
+                               triggered=triggered)  # fmt: skip
+        settings = {"on_bad_file": params["on_bad_file"], "max_quarantined_fraction": params["max_quarantined_fraction"]}
+        return [{"input": item, **settings} for item in inputs]
 
-    ingest = HepStageOperator(
-        task_id="ingest",
-        stage="ingest",
-        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-        stage_params={
-            "input": "{{ params.input_path.strip() or ti.xcom_pull(task_ids='simulate')['version'] }}",
-            "on_bad_file": "{{ params.on_bad_file }}",
-            "max_quarantined_fraction": "{{ params.max_quarantined_fraction }}",
-        },
-    )
+    ingest = HepStageOperator.partial(task_id="ingest", stage="ingest").expand(stage_params=new_inputs())
 
-    check_ingested = HepStageOperator(
-        task_id="check_ingested",
-        stage="quality",
-        stage_params={"stage": "ingest", "version": _xcom_version("ingest")},
-        outlets=[INGESTED_EVENTS],
+    check_ingested = HepStageOperator.partial(task_id="check_ingested", stage="quality").expand(
+        stage_params=ingest.output.map(lambda summary: {"stage": "ingest", "version": summary["version"]})
     )
 
     prepare = HepStageOperator(
         task_id="prepare",
         stage="prepare",
-        stage_params={
-            "input": _xcom_version("check_ingested"),
-            "test_fraction": "{{ params.test_fraction }}",
-            "seed": "{{ params.split_seed }}",
-        },
+        trigger_rule=TriggerRule.NONE_FAILED,  # also when there was nothing new to ingest
+        stage_params={"test_fraction": "{{ params.test_fraction }}", "seed": "{{ params.split_seed }}"},
     )
 
     check_prepared = HepStageOperator(
         task_id="check_prepared",
         stage="quality",
         stage_params={"stage": "prepare", "version": _xcom_version("prepare")},
-        outlets=[PREPARED_DATASETS],
+    )
+
+    @task.branch(task_id="choose_tuning")
+    def choose_tuning(params: dict) -> str:
+        """Tune unless the run turns tuning off."""
+        return "tune" if params["tune"] else "train"
+
+    tune = HepStageOperator(
+        task_id="tune",
+        stage="tune",
+        stage_params={
+            "input": _xcom_version("check_prepared"),
+            "models": "{{ params.models | join(',') }}",
+            "trials": "{{ params.tune_trials }}",
+            "epochs": "{{ params.tune_epochs }}",
+            "subsample_fraction": "{{ params.tune_subsample_fraction }}",
+            "time_budget_s": "{{ params.tune_time_budget_s }}",
+            "search_space": "{{ params.search_space or '' }}",
+        },
     )
 
     train = HepStageOperator(
         task_id="train",
         stage="train",
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,  # also when tune was skipped
         stage_params={
             "input": _xcom_version("check_prepared"),
             "models": "{{ params.models | join(',') }}",
             "workers": "{{ params.workers }}",
             "epochs": "{{ params.epochs }}",
-            "hyperparameters": "{{ params.hyperparameters }}",
+            "hyperparameters": "{{ params.hyperparameters or '' }}",
+            # the tune version (its manifest holds the best hyper-parameters); empty when tune was skipped
+            "tune": TUNE_VERSION,
         },
     )
 
@@ -198,8 +204,20 @@ with DAG(
         task_id="check_model",
         stage="quality",
         stage_params={"stage": "evaluate", "version": _xcom_version("evaluate"), "auc_floors": "{{ params.auc_floors }}"},
-        outlets=[MODELS],
     )
 
-    choose_input() >> [simulate, ingest]
-    simulate >> ingest >> check_ingested >> prepare >> check_prepared >> train >> evaluate >> check_model
+    @task(outlets=[INGESTED_EVENTS, PREPARED_DATASETS, MODELS, EVALUATIONS])
+    def publish(ti=None, outlet_events=None) -> dict:
+        """Every check passed: move `latest` to this run's versions, update the index, emit the Assets."""
+        from hep_tasks.catalog import publish_run
+        from hep_tasks.config import PipelineSettings
+        from hep_tasks.datasets import DatasetStore
+
+        store = DatasetStore(PipelineSettings.from_values({}).data_root)
+        published = publish_run(store, **{stage: ti.xcom_pull(task_ids=stage)["version"] for stage in ("prepare", "train", "evaluate")})
+        for asset, stage in ((INGESTED_EVENTS, "ingest"), (PREPARED_DATASETS, "prepare"), (MODELS, "train"), (EVALUATIONS, "evaluate")):
+            outlet_events[asset].extra = {"versions": published[stage]} if stage == "ingest" else published[stage]
+        return published
+
+    ingest >> check_ingested >> prepare >> check_prepared >> choose_tuning() >> [tune, train]
+    tune >> train >> evaluate >> check_model >> publish()

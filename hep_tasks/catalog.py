@@ -67,6 +67,24 @@ def publish(store: DatasetStore, versions: Mapping[str, str | list[str]]) -> dic
     return out
 
 
+def publish_run(store: DatasetStore, *, prepare: str, train: str, evaluate: str) -> dict[str, Any]:
+    """Publish a pipeline run: its prepared version, the ingest versions that went into it, its
+    model and evaluation versions (see :func:`publish`)."""
+    ingest = list(store.read_manifest("prepare", prepare)["inputs"]["ingest"])
+    return publish(store, {"ingest": ingest, "prepare": prepare, "train": train, "evaluate": evaluate})
+
+
+def ingest_inputs(*, input_path: str | None, simulation_versions: list[str] | None, triggered: list[str]) -> list[str]:
+    """What a ``hep_pipeline`` run has to ingest: ROOT files named by hand, simulate versions
+    named by hand, and the simulate versions of the Asset events that triggered it; each once.
+
+    >>> ingest_inputs(input_path=" ", simulation_versions=["sim-1"], triggered=["sim-2", "sim-1"])
+    ['sim-1', 'sim-2']
+    """
+    items = [(input_path or "").strip(), *(v.strip() for v in simulation_versions or []), *triggered]
+    return list(dict.fromkeys(i for i in items if i))
+
+
 def published_models(store: DatasetStore) -> list[dict[str, Any]]:
     """One row per published model version, newest first: versions, training events, AUCs."""
     rows = []

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, get_type_hints
 from hep_tasks.errors import PipelineError
 from hep_tasks.processes import PROCESSES
 from hep_tasks.train.hyperparameters import MODELS, parse_overrides
+from hep_tasks.tune.space import parse_space
 
 
 class ConfigError(PipelineError, ValueError):
@@ -103,6 +104,18 @@ def _hyperparameters(value: str) -> str | None:
     except ValueError as err:
         return str(err)
     return None
+
+
+def _search_space(value: str) -> str | None:
+    try:
+        parse_space(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _subsample(value: Any) -> str | None:
+    return None if 0.0 < value <= 1.0 else "must be above 0 and at most 1"
 
 
 def parse_auc_floors(text: str) -> dict[str, float]:
@@ -273,7 +286,10 @@ class PrepareParams(_Params):
     """Parameters of the prepare stage (split, balance, scale, sort, shuffle)."""
 
     section: ClassVar[str] = "prepare"
-    input: str = _param("", "Ingest version id to prepare; empty = latest ingest version.")
+    input: str = _param(
+        "", "Ingest version ids to prepare together, comma separated; empty = every ingest version that passed its "
+        "check (the newest per input batch).",
+    )
     test_fraction: float = _param(0.2, "Fraction of events in the test split.", _fraction)
     seed: int = _param(42, "Seed of the split and of the shuffle.", _non_negative)
     files_per_split: int = _param(4, "Parquet files per split (one per training worker is a good choice).", _positive)
@@ -308,6 +324,35 @@ class TrainParams(_Params):
     )
     seed: int = _param(7, "Seed of initial weights, validation slice and batch order.", _non_negative)
     max_restarts: int = _param(1, "Relaunches of a model's barrier stage after a lost worker, each resuming from the last checkpoint.", _non_negative)
+    tune: str = _param(
+        "", "Tune version whose best hyper-parameters to train with (under explicit hyperparameters, batch_size and "
+        "learning_rate); empty = none, the defaults.",
+    )
+
+
+@dataclass(frozen=True)
+class TuneParams(_Params):
+    """Parameters of the tune stage (Optuna search, trials in parallel Spark tasks)."""
+
+    section: ClassVar[str] = "tune"
+    input: str = _param("", "Prepare version id to tune on; empty = latest prepare version.")
+    models: tuple[str, ...] = _param(MODELS, f"Models to tune, comma separated ({', '.join(MODELS)}); one study each.", _models)
+    trials: int = _param(16, "Trials per model (finished ones: completed, pruned or failed).", _positive)
+    parallel_trials: int = _param(0, "Trials per round, one Spark task each; 0 = the application's task slots.", _non_negative)
+    time_budget_s: int = _param(
+        1800, "Seconds for the whole search, shared equally by the models; no round starts after it "
+        "(a started round finishes, and every model gets at least one).", _positive,
+    )
+    epochs: int = _param(4, "Training epochs per trial.", _positive)
+    subsample_fraction: float = _param(0.25, "Seeded fraction of the train split the trials use (1 = all of it).", _subsample)
+    validation_fraction: float = _param(0.2, "Seeded fraction of that subsample held out to validate the trials (test stays untouched).", _fraction)
+    search_space: str = _param(
+        "", 'Per-model search spaces as JSON, replacing that model\'s default space, e.g. '
+        '{"hlf": {"units": {"choices": [[64, 32], [128, 64]]}, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": true}}}.',
+        _search_space,
+    )
+    pruning: bool = _param(True, "Stop trials whose validation loss is above the median of completed trials at the same epoch.")
+    seed: int = _param(7, "Seed of the subsample, the validation slice, the sampler and the trials' initial weights.", _non_negative)
 
 
 @dataclass(frozen=True)
@@ -345,3 +390,20 @@ class QualityParams(_Params):
     def floors(self) -> dict[str, float]:
         """``auc_floors`` as ``{model or '*': floor}``."""
         return parse_auc_floors(self.auc_floors)
+
+
+@dataclass(frozen=True)
+class PublishParams(_Params):
+    """Parameters of publish (move ``latest`` to a run's versions once all their checks passed)."""
+
+    section: ClassVar[str] = "publish"
+    ingest: str = _param("", "Ingest version ids the run used, comma separated.")
+    prepare: str = _param("", "Prepare version id.")
+    train: str = _param("", "Train (model) version id.")
+    evaluate: str = _param("", "Evaluate version id.")
+
+    def versions(self) -> dict[str, str | list[str]]:
+        """The named versions by stage (ingest as a list), without the empty ones."""
+        named: dict[str, str | list[str]] = {"ingest": [v.strip() for v in self.ingest.split(",") if v.strip()]}
+        named |= {"prepare": self.prepare, "train": self.train, "evaluate": self.evaluate}
+        return {stage: v for stage, v in named.items() if v}

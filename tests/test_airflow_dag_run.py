@@ -1,7 +1,7 @@
-"""The whole DAG under real Airflow: `airflow dags test hep_pipeline` on a throw-away Airflow home
-(SQLite) and data root, with every task a real spark-submit job: simulate -> ingest -> check ->
-prepare -> check -> train -> evaluate -> check_model. Then the outputs, their quality records,
-the report and the `latest` pointers are checked."""
+"""The DAGs under real Airflow (`airflow dags test`, SQLite, throw-away Airflow home and data root),
+every task a real spark-submit job: `hep_simulation` makes a batch; `hep_pipeline` ingests it,
+checks, prepares, tunes, trains, evaluates, checks the models and publishes; a second
+`hep_pipeline` run with nothing new does no Spark work and publishes the same versions."""
 
 from __future__ import annotations
 
@@ -25,41 +25,61 @@ def _airflow_env(tmp_path: Path) -> dict[str, str]:
     return local_environment(base=base | {"AIRFLOW_HOME": str(tmp_path / "airflow"), "HEP_DATA_ROOT": str(tmp_path / "data")})
 
 
-def test_dag_runs_end_to_end(tmp_path):
-    env = _airflow_env(tmp_path)
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    conf = {
-        "events_per_file": 60, "files_per_process": 1, "seed": 11, "test_fraction": 0.25, "isolated_leptons_only": True,
-        "qcd_redecays": 25, "models": ["hlf", "inclusive"], "epochs": 8, "auc_floors": "*=0.5",
-    }  # fmt: skip
-    run = subprocess.run(
-        [AIRFLOW, "dags", "test", "hep_pipeline", "--conf", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=1500,
-    )
+def _dags_test(env: dict[str, str], dag_id: str, conf: dict) -> str:
+    run = subprocess.run([AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+                         env=env, capture_output=True, text=True, timeout=1500)  # fmt: skip
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
-    assert "state:success" in log or "success" in log.lower()
+    assert "state=failed" not in log.replace(" ", ""), log[-5000:]
+    return log
 
+
+def _records(env: dict[str, str]) -> dict[str, dict]:
+    """The run records the stage jobs wrote for the operator (XCom and Asset extras come from them)."""
+    return {p.stem: json.loads(p.read_text()) for p in (Path(env["HEP_DATA_ROOT"]) / "_runs").glob("*.json")}
+
+
+def test_a_simulated_batch_flows_through_the_pipeline_and_a_rerun_does_nothing(tmp_path):
+    env = _airflow_env(tmp_path)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     store = DatasetStore(env["HEP_DATA_ROOT"])
-    sim, ing, pre = (store.latest(s) for s in ("simulate", "ingest", "prepare"))
-    assert sim and ing and pre
-    sim_manifest = store.read_manifest("simulate", sim)
-    assert {p: v["accepted"] for p, v in sim_manifest["processes"].items()} == {"qcd": 60, "ttbar": 60, "wjets": 60}
-    ing_manifest = store.read_manifest("ingest", ing)
-    assert ing_manifest["inputs"] == {"simulate": sim} and ing_manifest["quality"]["status"] == "passed"
-    pre_manifest = store.read_manifest("prepare", pre)
-    assert pre_manifest["inputs"] == {"ingest": [ing]} and pre_manifest["quality"]["status"] == "passed"
-    # the models: trained on the prepared version, evaluated, published by check_model
-    model, evaluation = store.latest("train"), store.latest("evaluate")
-    assert model and evaluation
-    train_manifest = store.read_manifest("train", model)
-    assert train_manifest["inputs"] == {"prepare": pre} and set(train_manifest["models"]) == {"hlf", "inclusive"}
-    eva_manifest = store.read_manifest("evaluate", evaluation)
-    assert eva_manifest["inputs"]["train"] == model and eva_manifest["quality"]["status"] == "passed"
+
+    _dags_test(env, "hep_simulation", {"events_per_file": 60, "files_per_process": 1, "seed": 11, "qcd_redecays": 25})
+    sim = store.latest("simulate")
+    assert {p: v["accepted"] for p, v in store.read_manifest("simulate", sim)["processes"].items()} == {"qcd": 60, "ttbar": 60, "wjets": 60}
+
+    conf = {
+        "simulation_versions": [sim], "test_fraction": 0.25, "models": ["hlf", "inclusive"], "epochs": 8,
+        "auc_floors": "*=0.5", "tune_trials": 2, "tune_epochs": 2, "tune_subsample_fraction": 1.0,
+    }  # fmt: skip
+    _dags_test(env, "hep_pipeline", conf)
+
+    # publish moved every pointer to this run's versions, all checked
+    ing, pre, model, evaluation = (store.latest(s) for s in ("ingest", "prepare", "train", "evaluate"))
+    assert store.read_manifest("ingest", ing)["inputs"] == {"simulate": sim}
+    assert store.read_manifest("prepare", pre)["inputs"] == {"ingest": [ing]}
+    train = store.read_manifest("train", model)
+    tune = store.versions("tune")[-1]
+    assert train["inputs"] == {"prepare": pre, "tune": tune} and set(train["models"]) == {"hlf", "inclusive"}
+    best = store.read_manifest("tune", tune)["best_hyperparameters"]
+    assert all(train["hyperparameters"][m] == best[m] for m in ("hlf", "inclusive"))  # tuned, in the same run
+    for stage, version in (("ingest", ing), ("prepare", pre), ("train", model), ("evaluate", evaluation)):
+        assert store.read_manifest(stage, version)["quality"]["status"] == "passed", stage
     metrics = json.loads(Path(store.path("evaluate", evaluation, "metrics.json")).read_text())
     for m in metrics.values():
         assert 0.5 <= m["auc_ttbar_vs_qcd"] <= 1.0 and 0.0 <= m["accuracy"] <= 1.0
     assert "data:image/png;base64," in Path(store.path("evaluate", evaluation, "report.html")).read_text()
-    # each stage's task recorded its result for the operator (XCom and Asset-event extra come from these)
-    records = [json.loads(p.read_text()) for p in (Path(env["HEP_DATA_ROOT"]) / "_runs").glob("*.json")]
-    assert {r["version"] for r in records} == {sim, ing, pre, model, evaluation}
+    assert model in Path(store.path("index.html")).read_text()
+    first = _records(env)
+    assert {r.get("version") for r in first.values()} >= {sim, ing, pre, tune, model, evaluation}
+
+    # nothing new: no ingest, every other stage finds its version and starts no Spark work
+    log = _dags_test(env, "hep_pipeline", {k: v for k, v in conf.items() if k != "simulation_versions"})
+    second = {k: r for k, r in _records(env).items() if k not in first}
+    by_task = {key.split("__")[2]: r for key, r in second.items()}
+    assert "ingest" not in by_task
+    assert {t: r["version"] for t, r in by_task.items() if t in ("prepare", "tune", "train", "evaluate")} == {
+        "prepare": pre, "tune": tune, "train": model, "evaluate": evaluation}
+    assert all(r.get("spark_work") is False for t, r in by_task.items() if t in ("prepare", "tune", "train", "evaluate"))
+    assert "nothing new" in log
+    assert [store.latest(s) for s in ("ingest", "prepare", "train", "evaluate")] == [ing, pre, model, evaluation]

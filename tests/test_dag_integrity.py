@@ -51,15 +51,23 @@ def test_dag_file_does_not_import_heavy_libraries(dag_file):
 
 def test_pipeline_order(dagbag):
     dag = dagbag.dags["hep_pipeline"]
-    assert dag.get_task("simulate").downstream_task_ids == {"ingest"}
+    # scheduled by hep_simulation's Asset events (and triggerable by hand)
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["hep_simulated_events"]
+    assert dag.get_task("new_inputs").downstream_task_ids == {"ingest"}
     assert dag.get_task("ingest").downstream_task_ids == {"check_ingested"}
     assert dag.get_task("check_ingested").downstream_task_ids == {"prepare"}
     assert dag.get_task("prepare").downstream_task_ids == {"check_prepared"}
-    assert {o.name for o in dag.get_task("check_prepared").outlets} == {"hep_prepared_datasets"}
-    assert dag.get_task("check_prepared").downstream_task_ids == {"train"}
+    assert dag.get_task("check_prepared").downstream_task_ids == {"choose_tuning"}
+    assert dag.get_task("choose_tuning").downstream_task_ids == {"tune", "train"}
+    assert dag.get_task("tune").downstream_task_ids == {"train"}
     assert dag.get_task("train").downstream_task_ids == {"evaluate"}
     assert dag.get_task("evaluate").downstream_task_ids == {"check_model"}
-    assert {o.name for o in dag.get_task("check_model").outlets} == {"hep_models"}
+    assert dag.get_task("check_model").downstream_task_ids == {"publish"}
+    # only publish emits the pipeline's Asset events, after every check passed
+    assert {o.name for o in dag.get_task("publish").outlets} == {
+        "hep_ingested_events", "hep_prepared_datasets", "hep_models", "hep_evaluation_reports"}
+    assert not any(t.outlets for t in dag.tasks if t.task_id != "publish")
 
 
 def test_simulation_dag_announces_its_batch(dagbag):

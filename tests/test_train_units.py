@@ -114,6 +114,23 @@ def test_batches_stream_a_shard_without_the_validation_events(tmp_path):
     assert features["particles"].shape == (32, 801, 19) and "hlf" not in features
 
 
+def test_training_and_validation_events_are_complementary_whatever_the_order(tmp_path):
+    """The validation slice depends on the seed only, not on the per-worker/per-attempt order."""
+    _write_prepared(tmp_path / "part-0.parquet", 200, 50)
+    fs = fsspec.filesystem("file")
+    reader = ShardReader(fs, catalogue(fs, str(tmp_path)), ("hlf",))
+    spec = BatchSpec(("hlf",), batch_size=1, bucketing=False)
+
+    def rows(batches):  # the HLF rows identify the events here (random floats)
+        return {tuple(f["hlf"][0]) for f, _ in batches}
+
+    validation = rows(validation_batches(reader, spec, seed=5, validation_fraction=0.25))
+    for order in (None, 1, 99):
+        stream = training_batches(reader, spec, seed=5, order_seed=order, validation_fraction=0.25)
+        train = rows(next(stream) for _ in range(200 - len(validation)))
+        assert not train & validation and len(train) + len(validation) == 200
+
+
 def test_a_shard_smaller_than_a_batch_gives_one_partial_batch_per_pass(tmp_path):
     _write_prepared(tmp_path / "part-0.parquet", 20, 64)
     reader = ShardReader(fsspec.filesystem("file"), catalogue(fsspec.filesystem("file"), str(tmp_path)), ("hlf",))

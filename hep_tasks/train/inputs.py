@@ -247,16 +247,19 @@ def block_from_table(table: pa.Table, inputs: Sequence[str]) -> Block:
 
 
 def training_batches(
-    reader: ShardReader, spec: BatchSpec, *, seed: int, validation_fraction: float
+    reader: ShardReader, spec: BatchSpec, *, seed: int, validation_fraction: float, order_seed: int | None = None
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     """Endless (inputs, one-hot) training batches of a shard, validation events left out.
 
-    Every pass re-shuffles the row-group order and the events. Row groups are pooled until the
+    ``seed`` chooses the validation slice (as in :func:`validation_batches`, so the two are always
+    complementary); ``order_seed`` (default ``seed``) the order of events and batches, which may
+    differ per worker and per resumed attempt. Every pass re-shuffles the row-group order and the
+    events. Row groups are pooled until the
     pool holds :data:`POOL_BATCHES` batches, so that bucketing has events of many lengths to
     group; a pool's remainder joins the next pool. A shard smaller than one batch gives one
     partial batch per pass.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if order_seed is None else order_seed)
     pool: list[Block] = []
     while True:
         produced = 0

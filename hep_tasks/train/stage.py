@@ -12,6 +12,11 @@ identical weights (proof that gradients were all-reduced), and commits the versi
 
 A rerun of the same version resumes: finished models are taken as they are, an interrupted one
 continues from its last checkpoint.
+
+With ``tune`` (a tune version id) the models start from that version's best hyper-parameters
+(``best_hyperparameters`` in its manifest) instead of the defaults; the ``hyperparameters`` JSON
+and the ``batch_size``/``learning_rate`` flags still override them, and the tune version is an
+input of the train version (its id covers it).
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 from hep_tasks.config import TrainParams
 from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary, version_id
 from hep_tasks.prepare.scalers import ARTIFACT as SCALERS
+from hep_tasks.train import worker
 from hep_tasks.train.checkpoints import MODEL_FILE, CheckpointStore
 from hep_tasks.train.distributor import TensorFlowDistributor, TrainingError
 from hep_tasks.train.hyperparameters import MIN_STEPS_PER_EPOCH, parse_overrides, resolve
 from hep_tasks.train.inputs import catalogue, shard_train_rows, shards
-from hep_tasks.train.loop import WorkerSpec
+from hep_tasks.train.loop import WorkerSpec, fitted_batch
 from hep_tasks.train.models import model_inputs
 
 if TYPE_CHECKING:
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "train"
 SOURCE = "prepare"
+TUNE = "tune"
 #: Columns the train split must have, with their Arrow types.
 REQUIRED_COLUMNS = {
     "label_onehot": "list<element: float>",
@@ -51,8 +58,10 @@ REQUIRED_COLUMNS = {
 def run(spark: SparkSession, store: DatasetStore, params: TrainParams) -> dict[str, Any]:
     """Train ``params.models`` on a checked prepared version; returns the version summary."""
     source = checked_source(store, params.input)
-    hyperparameters = model_hyperparameters(params)
-    version = version_id(STAGE, {SOURCE: source}, params.to_dict(), code_version())
+    tuned = tuned_hyperparameters(store, params.tune, source)
+    hyperparameters = model_hyperparameters(params, tuned)
+    inputs = {SOURCE: source} | ({TUNE: params.tune} if params.tune else {})
+    version = version_id(STAGE, inputs, params.to_dict(), code_version(__name__))
     if store.exists(STAGE, version):
         log.info("train version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
@@ -81,10 +90,11 @@ def run(spark: SparkSession, store: DatasetStore, params: TrainParams) -> dict[s
 
         manifest = pending.commit(
             {
-                "inputs": {SOURCE: source},
+                "inputs": inputs,
                 "parameters": params.to_dict(),
                 "hyperparameters": hyperparameters,
-                "code_version": code_version(),
+                "tuned_hyperparameters": tuned,
+                "code_version": code_version(__name__),
                 "counts": {
                     "train_split": sum(g.rows for g in groups),
                     "validation": int(max(r["history"]["validation_events"][-1] for r in results.values())),
@@ -124,12 +134,32 @@ def check_schema(store: DatasetStore, path: str) -> None:
         raise DatasetError(f"the train split {path} has the wrong schema: {', '.join(wrong)} (columns: {', '.join(found)})")
 
 
-def model_hyperparameters(params: TrainParams) -> dict[str, dict[str, Any]]:
-    """Per model: defaults < ``hyperparameters`` JSON < the stage's batch_size/learning_rate flags."""
+def tuned_hyperparameters(store: DatasetStore, tune: str, source: str) -> dict[str, dict[str, Any]]:
+    """The best hyper-parameters of tune version ``tune`` for the models it tuned (``{}`` when empty)."""
+    if not tune:
+        return {}
+    manifest = store.read_manifest(TUNE, tune)  # raises naming the versions that exist
+    best = manifest.get("best_hyperparameters")
+    if not isinstance(best, dict) or not best:
+        raise DatasetError(f"{TUNE} version {tune} has no best_hyperparameters in its manifest")
+    try:
+        parse_overrides(best)
+    except ValueError as err:
+        raise DatasetError(f"{TUNE} version {tune}: its best_hyperparameters are not usable: {err}") from None
+    tuned_on = manifest.get("inputs", {}).get(SOURCE)
+    if tuned_on != source:
+        log.warning("tune version %s was tuned on %s version %s, not on %s, the one being trained on", tune, SOURCE, tuned_on, source)
+    log.info("hyper-parameters from tune version %s for %s", tune, ", ".join(best))
+    return best
+
+
+def model_hyperparameters(params: TrainParams, tuned: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Per model: defaults < ``tuned`` (a tune version's best) < ``hyperparameters`` JSON < the
+    stage's batch_size/learning_rate flags."""
     overrides = parse_overrides(params.hyperparameters)
     out = {}
     for model in params.models:
-        hp = resolve(model, overrides)
+        hp = resolve(model, {model: {**(tuned or {}).get(model, {}), **overrides.get(model, {})}})
         if params.batch_size:
             hp["batch_size"] = params.batch_size
         if params.learning_rate:
@@ -154,7 +184,7 @@ def train_model(
         log.info("%s: finished by an earlier attempt of %s", model, version)
         return done
     smallest = min(shard_train_rows(p, params.validation_fraction) for p in parts)
-    batch = max(1, min(hp["batch_size"], smallest // MIN_STEPS_PER_EPOCH))
+    batch, steps_per_epoch = fitted_batch(hp["batch_size"], smallest)
     if batch < hp["batch_size"]:
         log.info("%s: batch %d per worker instead of %d, so that an epoch has at least %d steps on %d events per worker",
                  model, batch, hp["batch_size"], MIN_STEPS_PER_EPOCH, smallest)
@@ -168,7 +198,7 @@ def train_model(
         workers=params.workers,
         threads=distributor.threads,
         epochs=params.epochs,
-        steps_per_epoch=max(1, smallest // hp["batch_size"]),
+        steps_per_epoch=steps_per_epoch,
         patience=params.patience,
         validation_fraction=params.validation_fraction,
         max_particles=params.max_particles,
@@ -181,7 +211,7 @@ def train_model(
         model, spec.workers, spec.threads, spec.batch_size, spec.steps_per_epoch, spec.epochs, ", ".join(model_inputs(model)),
     )  # fmt: skip
     started = time.perf_counter()
-    workers = distributor.run("hep_tasks.train.worker", spec.to_json())
+    workers = distributor.run(worker.__name__, spec.to_json())
     digests = {r["weights_sha256"] for r in workers}
     if len(digests) != 1:
         raise TrainingError(f"{model}: the workers ended with different weights ({len(digests)} distinct): gradients were not all-reduced")

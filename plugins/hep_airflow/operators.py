@@ -7,6 +7,10 @@ operator reads the run record the stage wrote, returns it as XCom and attaches i
 of every outlet Asset event. A stage that failed on its input or data (bad file, failed quality
 suite) says so in its run record, and the task then fails at once instead of retrying.
 
+The job's output reaches the task log at the level each line carries (Spark's log4j ``WARN`` and
+``ERROR``, Python logging's ``WARNING`` and ``ERROR``, the stage's ``error:`` line; continuation
+lines such as a traceback keep the level of the line they continue), instead of all at INFO.
+
 On a cluster (any master but ``local[...]``) executors cannot rely on the code being installed
 where they run: the operator ships ``hep_tasks`` as a zip with ``--py-files``, and, when
 ``HEP_SPARK_ENV_ARCHIVE`` names a packed environment (``venv-pack -o env.tar.gz``; a local path or
@@ -98,6 +102,11 @@ class HepStageOperator(SparkSubmitOperator):
             context["outlet_events"][outlet].extra = summary
         return summary
 
+    def _get_hook(self) -> Any:
+        hook = super()._get_hook()
+        hook._log = LineLevels(hook.log)  # the hook logs every output line with log.info
+        return hook
+
     def _ship_code_to_cluster(self) -> None:
         """Add ``--py-files hep_tasks.zip`` (and the packed environment, if any) when the master is a cluster."""
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
@@ -116,7 +125,48 @@ class HepStageOperator(SparkSubmitOperator):
         self.log.info("master %s: shipping %s%s", master, code, f" and environment {archive}" if archive else "")
 
 
+#: The level a line of spark-submit's output names: Python logging (``2026-11-25 10:00:00,123 WARNING
+#: name: ...``), Spark's log4j (``26/11/25 10:00:00 WARN Utils: ...``) or our command line's errors.
+_LEVEL = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d [\d:,.]+ (?P<py>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"|\d\d/\d\d/\d\d [\d:]+ (?P<j>TRACE|DEBUG|INFO|WARN|ERROR|FATAL) "
+    r"|hep_tasks \w+: (?P<cli>error):)"
+)
+_LEVEL_NAMES = {"WARN": "warning", "FATAL": "critical", "TRACE": "debug", "error": "error"}
+
+
+class LineLevels:
+    """A logger wrapper for the Spark hook: ``info(line)`` logs each output line at its own level.
+
+    >>> levels = LineLevels(None)
+    >>> [levels.level_of(x) for x in ("26/11/25 21:52:02 WARN Utils: port 4040", "  at org.apache...",
+    ...  "2026-11-25 21:53:44,295 INFO hep_tasks.ingest.stage: cut-flow", "hep_tasks train: error: no slots")]
+    ['warning', 'warning', 'info', 'error']
+    """
+
+    def __init__(self, log: Any):
+        self._log = log
+        self._last = "info"
+
+    def level_of(self, line: str) -> str:
+        match = _LEVEL.match(line)
+        if match:
+            name = match["py"] or match["j"] or match["cli"]
+            self._last = _LEVEL_NAMES.get(name, name.lower())
+        elif not line.startswith((" ", "\t", "Traceback", "Caused by")) and self._last != "info":
+            self._last = "info"  # a new, unprefixed message (the job's JSON summary, for instance)
+        return self._last
+
+    def info(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        level = self.level_of(message) if isinstance(message, str) and not args else "info"
+        getattr(self._log, level)(message, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
 def _run_key(context: Any) -> str:
     ti = context["ti"]
-    raw = f"{ti.dag_id}__{ti.run_id}__{ti.task_id}__{ti.try_number}"
+    mapped = f"__{ti.map_index}" if getattr(ti, "map_index", -1) >= 0 else ""  # one record per mapped instance
+    raw = f"{ti.dag_id}__{ti.run_id}__{ti.task_id}{mapped}__{ti.try_number}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
