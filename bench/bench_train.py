@@ -5,7 +5,8 @@ workers under MultiWorkerMirroredStrategy) on a checked prepared version, for ea
 several configurations, then the real evaluate stage for the test AUC:
 
 - ``padding=full``: every event padded to 801 particles, the 2019 way (the GRU pays 801 steps);
-- ``padding=batch`` with length bucketing: each batch padded to its own longest event;
+- ``padding=batch`` with length bucketing (``buckets``): each batch padded to its own longest event,
+  events of similar length batched together; ``batch``: the same padding, random batches;
 - on 1 worker (1 core) and on 2 workers (2 cores, gradients all-reduced every step).
 
 Throughput is training events per second after the first epoch (which also traces the step
@@ -20,7 +21,7 @@ CERN's published figures (Migliorini et al. 2020) are printed beside: inclusive 
 15.7 samples/s/core, TensorFlow on CPU about 31 per core; HLF model BigDL 290-1,080 samples/s.
 
 Run: ``.venv/bin/python bench/bench_train.py --data-root DIR [--prepared VERSION] [--epochs 3]
-[--models hlf,particle_sequence,inclusive] [--configs batch:2,batch:1,full:2,full:1] [--reference]``.
+[--models hlf,particle_sequence,inclusive] [--configs buckets:2,buckets:1,full:2,full:1] [--reference]``.
 """
 
 from __future__ import annotations
@@ -40,15 +41,24 @@ CERN = {"inclusive": "BigDL 15.7/core; TF CPU ~31/core", "particle_sequence": "-
 SEED_ON_THIS_MACHINE = {"inclusive": "~160-180/core (801 steps)", "particle_sequence": "-", "hlf": "~50,000/core"}
 
 
-def train_and_evaluate(spark, store, source: str, model: str, padding: str, workers: int, args) -> dict:
+#: Input configurations: (padding, bucketing) and how the table names them.
+CONFIGS = {
+    "buckets": ("batch", True, "batch + buckets"),
+    "batch": ("batch", False, "batch, random"),
+    "full": ("full", False, "full (801)"),
+}
+
+
+def train_and_evaluate(spark, store, source: str, model: str, config: str, workers: int, args) -> dict:
     from hep_tasks.config import EvaluateParams, TrainParams
     from hep_tasks.evaluate import stage as evaluate
     from hep_tasks.train import stage as train
 
+    padding, bucketing, name = CONFIGS[config]
     params = TrainParams.from_values(
         {
             "input": source, "models": model, "workers": workers, "epochs": args.epochs, "padding": padding,
-            "bucketing": padding == "batch", "patience": args.patience, "threads_per_worker": 1,
+            "bucketing": bucketing, "patience": args.patience, "threads_per_worker": 1,
         }  # fmt: skip
     )
     with PeakMemory() as mem:
@@ -59,7 +69,7 @@ def train_and_evaluate(spark, store, source: str, model: str, padding: str, work
     metrics = store.read_manifest("evaluate", evaluate.run(spark, store, EvaluateParams.from_values({"input": version}))["version"])["metrics"][model]
     return {
         "model": model,
-        "padding": padding + (" + buckets" if padding == "batch" else " (801)"),
+        "padding": name,
         "workers": workers,
         "batch/worker": result["hyperparameters"]["batch_size"],
         "epochs": result["epochs"],
@@ -117,7 +127,8 @@ def main() -> None:
     parser.add_argument("--data-root", required=True, help="data root holding a checked prepared version")
     parser.add_argument("--prepared", default="", help="prepared version (default: the latest checked one)")
     parser.add_argument("--models", default="hlf,particle_sequence,inclusive")
-    parser.add_argument("--configs", default="batch:2,batch:1,full:2,full:1", help="padding:workers, comma separated")
+    parser.add_argument("--configs", default="buckets:2,buckets:1,full:2,full:1",
+                        help="input:workers, comma separated; input is buckets, batch (random batches) or full")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--patience", type=int, default=0)
     parser.add_argument("--reference", action="store_true", help="also time the 2019 seed's method")
@@ -138,10 +149,10 @@ def main() -> None:
     try:
         for model in args.models.split(","):
             for config in args.configs.split(","):
-                padding, workers = config.split(":")
-                if model == "hlf" and padding == "full":
-                    continue  # no particle sequence: padding does not apply
-                rows.append(train_and_evaluate(spark, store, source, model, padding, int(workers), args))
+                name, workers = config.split(":")
+                if model == "hlf" and name != "buckets":
+                    continue  # no particle sequence: padding and bucketing do not apply
+                rows.append(train_and_evaluate(spark, store, source, model, name, int(workers), args))
                 print(rows[-1], flush=True)
     finally:
         spark.stop()
