@@ -78,7 +78,7 @@ with DAG(
                             description="Seed of the train/test split, the balancing and the shuffle."),
         "models": Param(
             list(TRAIN.models), type="array", items={"type": "string", "enum": list(MODEL_NAMES)},
-            title="Models", description="Classifiers to train: hlf (dense net on the 14 high-level features), "
+            examples=list(MODEL_NAMES), title="Models", description="Classifiers to train: hlf (dense net on the 14 high-level features), "
             "particle_sequence (GRU over the particle list), inclusive (GRU + high-level features).",
         ),
         "tune": Param(

@@ -38,7 +38,8 @@ with DAG(
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
         "processes": Param(
-            list(SIM.processes), type="array", items={"type": "string", "enum": list(PROCESSES)}, title="Processes",
+            list(SIM.processes), type="array", items={"type": "string", "enum": list(PROCESSES)},
+            examples=list(PROCESSES), title="Processes",  # examples: the form shows a multi-select
             description="Physics processes to simulate: ttbar (label 1), wjets (label 2), qcd (label 0).",
         ),
         "events_per_file": Param(

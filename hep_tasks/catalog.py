@@ -14,7 +14,6 @@ physicist sees what each new simulation batch bought.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from typing import Any
 
 from hep_tasks.config import PublishParams
 from hep_tasks.datasets import DatasetError, DatasetStore, summary
+from hep_tasks.htmlpage import PAGE_END, Html, escape, numeric, page_start, table
 
 log = logging.getLogger(__name__)
 
@@ -126,35 +126,28 @@ def write_index(store: DatasetStore) -> str:
 
 def render_index(rows: list[dict[str, Any]], root: str) -> str:
     """The index page (self-contained HTML) of ``rows`` from :func:`published_models`."""
-    e = html.escape
     models = sorted({m for r in rows for m in r["auc_ttbar_vs_qcd"]})
     head = ["published", "model version", "prepared", "ingested", "train events / class", "test events / class",
             *[f"{m} AUC tt̄-QCD" for m in models], "report"]  # fmt: skip
-    body = []
-    for r in rows:
-        per_class = r["train_events"]
-        cells = [
-            e(r["created_at"]), e(r["train"]), e(r["prepare"]), e(", ".join(r["ingest"])),
-            e(", ".join(f"{p} {n:,}" for p, n in per_class.items())),
-            e(", ".join(f"{p} {n:,}" for p, n in r["test_events"].items())),
-            *[_auc(r["auc_ttbar_vs_qcd"].get(m)) for m in models],
-            f'<a href="evaluate/{e(r["evaluate"])}/report.html">report</a>',
+    body = [
+        [
+            r["created_at"], r["train"], r["prepare"], ", ".join(r["ingest"]),
+            ", ".join(f"{p} {n:,}" for p, n in r["train_events"].items()),
+            ", ".join(f"{p} {n:,}" for p, n in r["test_events"].items()),
+            *[numeric(_auc(r["auc_ttbar_vs_qcd"].get(m))) for m in models],
+            Html(f'<td><a href="evaluate/{escape(r["evaluate"])}/report.html">report</a></td>'),
         ]  # fmt: skip
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        for r in rows
+    ]
     plot = _auc_plot(rows, models)
-    table = (
-        "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
-        if rows else "<p>No published model yet.</p>"
-    )  # fmt: skip
-    figure = f'<img alt="AUC against training-set size" src="data:image/png;base64,{plot}">' if plot else ""
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hep-pipeline models</title>'
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.25em .6em}th{background:#f0f0f0}</style></head><body>"
-        f"<h1>hep-pipeline: published models</h1><p>Data root: {e(root)}. Newest first; AUC on each "
-        "version's test split (tt̄ signal, QCD background).</p>"
-        f"{table}<h2>tt̄-vs-QCD AUC against training-set size</h2>{figure}</body></html>\n"
-    )
+    return "\n".join([
+        *page_start("hep-pipeline: published models",
+                    f"Data root: {root}. Newest first; AUC on each version's test split (tt̄ signal, QCD background)."),
+        table(head, body) if rows else "<p>No published model yet.</p>",
+        "<h2>tt̄-vs-QCD AUC against training-set size</h2>",
+        f'<img alt="AUC against training-set size" src="data:image/png;base64,{plot}">' if plot else "",
+        PAGE_END,
+    ]) + "\n"  # fmt: skip
 
 
 def _auc(value: float | None) -> str:

@@ -52,3 +52,22 @@ def input_dir(tmp_path, sample_files):
     for process, path in sample_files.items():
         shutil.copy(path, folder / f"{process}_sample.root")
     return folder
+
+
+@pytest.fixture(scope="session")
+def prepared(spark, tmp_path_factory, sample_files):
+    """The sample files ingested and prepared in a throw-away data root: (store, ingest version,
+    prepare version), both marked as checked. Train and tune tests add their versions beside them."""
+    from hep_tasks.config import IngestParams, PrepareParams
+    from hep_tasks.datasets import DatasetStore
+    from hep_tasks.ingest import stage as ingest
+    from hep_tasks.prepare import stage as prepare
+
+    store = DatasetStore(str(tmp_path_factory.mktemp("prepared") / "data"))
+    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
+    ingested = ingest.run(spark, store, IngestParams.from_values({"input": spec}, env={}))["version"]
+    store.update_manifest("ingest", ingested, quality={"status": "passed"})
+    params = PrepareParams.from_values({"input": ingested, "files_per_split": 2, "rows_per_row_group": 32}, env={})
+    version = prepare.run(spark, store, params)["version"]
+    store.update_manifest("prepare", version, quality={"status": "passed"})
+    return store, ingested, version

@@ -41,13 +41,16 @@ from hep_tasks.services import airflow_state_dir, recorded_processes, start_airf
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "tests" / "data"
-#: a hep_pipeline run that skips simulation and trains one small model: a few minutes
+#: a hep_pipeline run on the 3 x 60 sample events that trains one small model without tuning: a few
+#: minutes. The learning rate is raised for the tiny batches (8 steps per epoch; the rate scales with
+#: the square root of the global batch), so that every class is predicted on 8 test events per class.
 CHEAP_PIPELINE = {
     "input_path": ",".join(f"{p}={SAMPLES / p}.root" for p in ("qcd", "ttbar", "wjets")),
     "models": ["hlf"],
-    "epochs": 10,
+    "epochs": 30,
+    "hyperparameters": '{"hlf": {"learning_rate": 0.05}}',
     "tune": False,
-    "auc_floors": "*=0",
+    "auc_floors": "hlf=0.6",
 }
 RUN_TIMEOUT_S = 900
 
@@ -160,9 +163,9 @@ class Service:
                 return run
             time.sleep(5)
 
-    def result(self, dag_id: str, run_id: str, task_id: str) -> dict:
-        """The XCom a task returned (a HepStageOperator's version summary)."""
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
+    def result(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict:
+        """The XCom a task (or one mapped instance of it) returned: a HepStageOperator's version summary."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances/{task_id}/xcomEntries/return_value?map_index={map_index}"
         status, body = self.call("GET", path)
         assert status == 200, body
         value = body["value"]
@@ -243,12 +246,13 @@ def test_rest_api_needs_credentials_and_runs_the_pipeline_on_postgres(airflow_se
 
     run, states = pipeline_run
     assert run["state"] == "success", service.failure_report("hep_pipeline", run["dag_run_id"])
-    assert states["simulate"] == "skipped"
-    for task in ("choose_input", "ingest", "check_ingested", "prepare", "check_prepared", "train", "evaluate", "check_model"):
+    assert states["tune"] == "skipped"
+    for task in ("new_inputs", "ingest", "check_ingested", "prepare", "check_prepared", "train", "evaluate", "check_model", "publish"):
         assert states[task] == "success", states
     # each stage's task returned its version (XCom); the checks passed on those versions
     store = DatasetStore(service.env["HEP_DATA_ROOT"])
-    versions = {t: service.result("hep_pipeline", run["dag_run_id"], t)["version"] for t in ("ingest", "prepare", "train", "evaluate")}
+    versions = {t: service.result("hep_pipeline", run["dag_run_id"], t)["version"] for t in ("prepare", "train", "evaluate")}
+    versions["ingest"] = service.result("hep_pipeline", run["dag_run_id"], "ingest", map_index=0)["version"]
     assert store.read_manifest("ingest", versions["ingest"])["quality"]["status"] == "passed"
     assert store.read_manifest("prepare", versions["prepare"])["inputs"]["ingest"] in (versions["ingest"], [versions["ingest"]])
     evaluation = store.read_manifest("evaluate", versions["evaluate"])
@@ -341,8 +345,8 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
 
     service = airflow_service
     assert pipeline_run[0]["state"] == "success", "hep_scoring needs the models the pipeline run publishes"
-    ingested = service.result("hep_pipeline", pipeline_run[0]["dag_run_id"], "ingest")["version"]
-    # keep hep_pipeline paused: a run on its defaults (simulation, three models) would take many minutes
+    ingested = service.result("hep_pipeline", pipeline_run[0]["dag_run_id"], "ingest", map_index=0)["version"]
+    # keep hep_pipeline paused: a run on its defaults (tuning, three models) would take many minutes
     assert service.call("PATCH", "/api/v2/dags/hep_pipeline", {"is_paused": True})[0] == 200
 
     with sync_playwright() as playwright:
@@ -364,8 +368,22 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
             run_id = _submit(page, dialog)
             status, run = service.call("GET", f"/api/v2/dags/hep_pipeline/dagRuns/{_quote(run_id)}")
             assert status == 200 and run["state"] == "queued", run
-            assert run["conf"]["events_per_file"] == 100 and not run["conf"]["input_path"]  # the defaults
+            assert run["conf"]["input_path"] is None and run["conf"]["simulation_versions"] is None  # the defaults
+            assert run["conf"]["models"] == ["hlf", "particle_sequence", "inclusive"] and run["conf"]["tune"] is True
             assert service.call("DELETE", f"/api/v2/dags/hep_pipeline/dagRuns/{_quote(run_id)}")[0] == 204
+
+            # hep_simulation's processes are a multi-select of the three; its form submits on its defaults too
+            dialog = _open_trigger_form(page, service.url, "hep_simulation")
+            processes = dialog.locator("#element_processes")  # a react-select with one removable tag per choice
+            for process in ("qcd", "ttbar", "wjets"):
+                expect(processes.get_by_label(f"Remove {process}")).to_be_visible()
+            expect(dialog.locator("textarea#element_processes")).to_have_count(0)
+            dialog.get_by_role("checkbox", name="Unpause hep_simulation on trigger").uncheck(force=True)
+            dialog.screenshot(path=artifacts / "hep_simulation-trigger-form-defaults.png")
+            run_id = _submit(page, dialog)
+            status, run = service.call("GET", f"/api/v2/dags/hep_simulation/dagRuns/{_quote(run_id)}")
+            assert status == 200 and sorted(run["conf"]["processes"]) == ["qcd", "ttbar", "wjets"], run
+            assert service.call("DELETE", f"/api/v2/dags/hep_simulation/dagRuns/{_quote(run_id)}")[0] == 204
 
             # hep_scoring on its defaults: the latest checked events with the latest published models
             default_run = _submit(page, _open_trigger_form(page, service.url, "hep_scoring"))

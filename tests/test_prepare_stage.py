@@ -10,7 +10,7 @@ from hep_tasks.datasets import DatasetError, DatasetStore
 from hep_tasks.ingest import stage as ingest
 from hep_tasks.prepare import stage as prepare
 from hep_tasks.prepare.scalers import FeatureScalers
-from hep_tasks.prepare.transform import particle_rows, sort_by_delta_r
+from hep_tasks.prepare.transform import sort_by_delta_r
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Training as Airflow runs it (`spark-submit ... train`), then evaluate, check_model and score.
 
-Small data: the sample files (60 events per process) ingested and prepared once per module.
+Small data: the sample files (60 events per process), ingested and prepared once (conftest).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import hep_tasks
-from hep_tasks.config import EvaluateParams, IngestParams, PrepareParams, QualityParams, ScoreParams, TrainParams
+from hep_tasks.config import EvaluateParams, QualityParams, ScoreParams, TrainParams
 from hep_tasks.datasets import DatasetError, DatasetStore
 from hep_tasks.errors import PipelineError
 
@@ -26,22 +26,6 @@ pytestmark = pytest.mark.slow
 ENTRY = str(Path(hep_tasks.__file__).parent / "__main__.py")
 # small batches so that even this small train split gives several steps per epoch
 TRAIN_ARGS = ["--workers", "2", "--batch-size", "16", "--learning-rate", "0.05", "--patience", "0"]
-
-
-@pytest.fixture(scope="module")
-def prepared(spark, tmp_path_factory, sample_files):
-    """(store, ingest version, prepare version), both marked as checked."""
-    from hep_tasks.ingest import stage as ingest
-    from hep_tasks.prepare import stage as prepare
-
-    store = DatasetStore(str(tmp_path_factory.mktemp("train") / "data"))
-    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
-    ingested = ingest.run(spark, store, IngestParams.from_values({"input": spec}, env={}))["version"]
-    store.update_manifest("ingest", ingested, quality={"status": "passed"})
-    params = PrepareParams.from_values({"input": ingested, "files_per_split": 2, "rows_per_row_group": 32}, env={})
-    version = prepare.run(spark, store, params)["version"]
-    store.update_manifest("prepare", version, quality={"status": "passed"})
-    return store, ingested, version
 
 
 def _submit(store: DatasetStore, *args: str, master: str = "local[2]", **popen) -> subprocess.Popen:

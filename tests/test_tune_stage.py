@@ -2,7 +2,7 @@
 train, an interrupted search that resumes, and bad outcomes (failed and crashed trials, the time
 budget, every trial failing).
 
-Small data: the sample files (60 events per process) ingested and prepared once per module. The
+Small data: the sample files (60 events per process), ingested and prepared once (conftest). The
 tests of bad outcomes replace the trial function (no TensorFlow), so they exercise the search
 itself: rounds of Spark tasks, ask/tell, what is recorded.
 """
@@ -19,29 +19,13 @@ from pathlib import Path
 import pytest
 
 import hep_tasks
-from hep_tasks.config import IngestParams, PrepareParams, TuneParams
+from hep_tasks.config import TuneParams
 from hep_tasks.datasets import DatasetStore
 
 pytestmark = pytest.mark.slow
 ENTRY = str(Path(hep_tasks.__file__).parent / "__main__.py")
 # the whole small train split (~100 events), a quarter of it validates; two short epochs per trial
 SMALL = ["--models", "hlf", "--epochs", "2", "--subsample-fraction", "1", "--validation-fraction", "0.25"]
-
-
-@pytest.fixture(scope="module")
-def prepared(spark, tmp_path_factory, sample_files):
-    """(store, prepare version), checked."""
-    from hep_tasks.ingest import stage as ingest
-    from hep_tasks.prepare import stage as prepare
-
-    store = DatasetStore(str(tmp_path_factory.mktemp("tune") / "data"))
-    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
-    ingested = ingest.run(spark, store, IngestParams.from_values({"input": spec}, env={}))["version"]
-    store.update_manifest("ingest", ingested, quality={"status": "passed"})
-    params = PrepareParams.from_values({"input": ingested, "files_per_split": 2, "rows_per_row_group": 32}, env={})
-    version = prepare.run(spark, store, params)["version"]
-    store.update_manifest("prepare", version, quality={"status": "passed"})
-    return store, version
 
 
 def _submit(store: DatasetStore, *args: str, **popen) -> subprocess.Popen:
@@ -64,7 +48,7 @@ def test_trials_run_in_parallel_and_the_best_reach_the_train_stage(prepared):
 
     from hep_tasks.tune.study import storage
 
-    store, source = prepared
+    store, _, source = prepared
     summary = _finish(_submit(store, "tune", "--input", source, "--trials", "4", *SMALL))
     version = summary["version"]
     manifest = store.read_manifest("tune", version)
@@ -111,7 +95,7 @@ def _completed(journal: Path) -> list:
 
 
 def test_an_interrupted_search_continues_its_stored_study(prepared):
-    store, source = prepared
+    store, _, source = prepared
     args = ["tune", "--input", source, "--trials", "4", "--seed", "11", *SMALL]
     started = time.time()
     first = _submit(store, *args, start_new_session=True)
@@ -143,7 +127,7 @@ def test_an_interrupted_search_continues_its_stored_study(prepared):
 def test_failed_and_crashed_trials_are_recorded_and_the_search_goes_on(spark, prepared):
     from hep_tasks.tune import stage as tune
 
-    store, source = prepared
+    store, _, source = prepared
 
     def trial(spec):  # sent to the executors by value
         import os
@@ -170,7 +154,7 @@ def test_failed_and_crashed_trials_are_recorded_and_the_search_goes_on(spark, pr
 def test_the_time_budget_ends_the_search_after_a_round_per_model(spark, prepared):
     from hep_tasks.tune import stage as tune
 
-    store, source = prepared
+    store, _, source = prepared
 
     def trial(spec):
         import time
@@ -190,7 +174,7 @@ def test_the_time_budget_ends_the_search_after_a_round_per_model(spark, prepared
 def test_every_trial_failing_fails_the_stage_naming_the_first_error_and_keeps_what_completed(spark, prepared):
     from hep_tasks.tune import stage as tune
 
-    store, source = prepared
+    store, _, source = prepared
 
     def trial(spec):
         raise ValueError(f"no usable events for trial {spec.number}")

@@ -13,39 +13,21 @@ section -> free-form values (dataset versions, parameters, timings). Keys ending
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from hep_tasks.htmlpage import PAGE_END, Html, escape, figure, numeric, page_start, table
 
 _CLASS_NAMES = {"qcd": "QCD", "ttbar": "tt̄", "wjets": "W+jets"}
-_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _CAPTIONS = {
     "roc_ttbar_vs_qcd": "tt̄ vs QCD ROC curves of all models: tt̄ efficiency against QCD acceptance (log scale).",
     "roc_one_vs_rest": "One-vs-rest ROC curves per class: each class against the two others, on its own log-odds.",
     "confusion": "Confusion matrix, rows normalised to the true class; event counts in brackets.",
     "history": "Loss and accuracy per epoch, training and validation.",
 }
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; line-height: 1.4; }
-h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
-h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption, .note { color: #555; font-size: .9em; }
-"""
-
-
 def render_report(
     *,
     title: str,
@@ -60,11 +42,7 @@ def render_report(
     general = {name: path for name, path in plots.items() if name not in per_model}
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="note">Generated {_e(generated)}. Scores are evaluated on the test split.</p>',
+        *page_start(title, f"Generated {generated}. Scores are evaluated on the test split."),
         "<h2>Summary</h2>",
         _summary_table(metrics),
         "<h2>Run</h2>",
@@ -72,16 +50,16 @@ def render_report(
     ]
     if general:
         parts.append("<h2>ROC curves</h2>")
-        parts += [_figure(path, _caption(name)) for name, path in general.items()]
+        parts += [figure(path, _caption(name)) for name, path in general.items()]
     for model in models:
-        parts.append(f"<h2>Model: {_e(model)}</h2>")
+        parts.append(f"<h2>Model: {escape(model)}</h2>")
         if model in metrics:
             parts.append(_model_tables(metrics[model]))
         if model in histories:
             parts.append(_history_table(histories[model]))
         keys = (f"confusion/{model}", f"history/{model}")
-        parts += [_figure(plots[key], _caption(key)) for key in keys if key in plots]
-    parts += ["<h2>Conventions</h2>", _conventions(metrics), "</body></html>"]
+        parts += [figure(plots[key], _caption(key)) for key in keys if key in plots]
+    parts += ["<h2>Conventions</h2>", _conventions(metrics), PAGE_END]
     return "\n".join(parts) + "\n"
 
 
@@ -96,50 +74,50 @@ def _summary_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     for model, m in metrics.items():
         one_vs_rest = m.get("auc_one_vs_rest") or {}
         eff = m.get("ttbar_efficiency_at_qcd_acceptance") or {}
-        rows.append([model, _num(_auc(m.get("auc_ttbar_vs_qcd")))]
-                    + [_num(_auc(one_vs_rest.get(c))) for c in classes]
-                    + [_num(_pct(eff.get(r))) for r in rates]
-                    + [_num(_pct(m.get("accuracy"))), _num(_count(m.get("events")))])
-    return _table(head, rows)
+        rows.append([model, numeric(_auc(m.get("auc_ttbar_vs_qcd")))]
+                    + [numeric(_auc(one_vs_rest.get(c))) for c in classes]
+                    + [numeric(_pct(eff.get(r))) for r in rates]
+                    + [numeric(_pct(m.get("accuracy"))), numeric(_count(m.get("events")))])
+    return table(head, rows)
 
 
 def _model_tables(m: Mapping[str, Any]) -> str:
     classes = list(m["confusion"]["classes"])
-    separation = [["AUC tt̄ vs QCD", _num(_auc(m.get("auc_ttbar_vs_qcd")))]]
-    separation += [[f"AUC {_CLASS_NAMES.get(c, c)} vs rest", _num(_auc((m.get("auc_one_vs_rest") or {}).get(c)))]
+    separation = [["AUC tt̄ vs QCD", numeric(_auc(m.get("auc_ttbar_vs_qcd")))]]
+    separation += [[f"AUC {_CLASS_NAMES.get(c, c)} vs rest", numeric(_auc((m.get("auc_one_vs_rest") or {}).get(c)))]
                    for c in classes]
-    separation.append(["accuracy (argmax = true class)", _num(_pct(m.get("accuracy")))])
-    separation += [[f"test events, {_CLASS_NAMES.get(c, c)}", _num(_count(n))]
+    separation.append(["accuracy (argmax = true class)", numeric(_pct(m.get("accuracy")))])
+    separation += [[f"test events, {_CLASS_NAMES.get(c, c)}", numeric(_count(n))]
                    for c, n in (m.get("events_per_class") or {}).items()]
     eff = m.get("ttbar_efficiency_at_qcd_acceptance") or {}
-    efficiencies = [[_num(_percent(float(r))), _num(_pct(eff[r]))] for r in sorted(eff, key=float)]
+    efficiencies = [[numeric(_percent(float(r))), numeric(_pct(eff[r]))] for r in sorted(eff, key=float)]
     counts, fractions = m["confusion"]["counts"], m["confusion"]["normalised"]
     confusion = [
-        [_Html(f"<th>{_e(_CLASS_NAMES.get(c, c))}</th>")]
-        + [_num(f"{_count(counts[i][j])} ({_pct(fractions[i][j])})") for j in range(len(classes))]
+        [Html(f"<th>{escape(_CLASS_NAMES.get(c, c))}</th>")]
+        + [numeric(f"{_count(counts[i][j])} ({_pct(fractions[i][j])})") for j in range(len(classes))]
         for i, c in enumerate(classes)
     ]
     return "\n".join([
-        _table(["quantity", "value"], separation),
+        table(["quantity", "value"], separation),
         "<h3>tt̄ selection efficiency at fixed QCD acceptance</h3>",
-        _table(["QCD acceptance", "tt̄ efficiency"], efficiencies),
+        table(["QCD acceptance", "tt̄ efficiency"], efficiencies),
         "<h3>Confusion matrix (rows: true class, columns: predicted class; events and fraction of the row)</h3>",
-        _table(["true \\ predicted"] + [_CLASS_NAMES.get(c, c) for c in classes], confusion),
+        table(["true \\ predicted"] + [_CLASS_NAMES.get(c, c) for c in classes], confusion),
     ])
 
 
 def _history_table(history: Mapping[str, Sequence[float]]) -> str:
     epochs = max((len(v) for v in history.values()), default=0)
-    rows = [["epochs", _num(str(epochs))]]
+    rows = [["epochs", numeric(str(epochs))]]
     for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
         values = list(history.get(key) or [])
         if values:
-            rows.append([f"final {key}", _num(_float(values[-1]))])
+            rows.append([f"final {key}", numeric(_float(values[-1]))])
     val_loss = list(history.get("val_loss") or [])
     if val_loss:
         best = min(range(len(val_loss)), key=lambda i: val_loss[i])
-        rows.append(["lowest val_loss (epoch)", _num(f"{_float(val_loss[best])} ({best + 1})")])
-    return "<h3>Training (loss: categorical cross-entropy)</h3>\n" + _table(["quantity", "value"], rows)
+        rows.append(["lowest val_loss (epoch)", numeric(f"{_float(val_loss[best])} ({best + 1})")])
+    return "<h3>Training (loss: categorical cross-entropy)</h3>\n" + table(["quantity", "value"], rows)
 
 
 def _run_info(run_info: Mapping[str, Any]) -> str:
@@ -147,9 +125,9 @@ def _run_info(run_info: Mapping[str, Any]) -> str:
         return '<p class="note">No run information.</p>'
     parts = []
     for section, value in run_info.items():
-        parts.append(f"<h3>{_e(str(section))}</h3>")
+        parts.append(f"<h3>{escape(str(section))}</h3>")
         items = _flatten(value) if isinstance(value, Mapping) else [("", value)]
-        parts.append(_table(["key", "value"], [[k or str(section), _value(k or str(section), v)] for k, v in items]))
+        parts.append(table(["key", "value"], [[k or str(section), _value(k or str(section), v)] for k, v in items]))
     return "\n".join(parts)
 
 
@@ -169,34 +147,13 @@ def _conventions(metrics: Mapping[str, Mapping[str, Any]]) -> str:
         "QCD acceptance = fraction of QCD events passing the threshold, tt̄ efficiency = fraction of tt̄ events "
         "passing it (linear interpolation on the ROC curve)." + resolution
     )
-    return f'<p class="note">{_e(text)}</p>'
-
-
-def _figure(path: str | os.PathLike[str], caption: str) -> str:
-    file = Path(path)
-    try:
-        data = base64.b64encode(file.read_bytes()).decode("ascii")
-    except OSError as error:
-        log.warning("report: plot %s not embedded: %s", file, error)
-        return f'<p class="note">Plot {_e(file.name)} missing ({_e(str(error))}).</p>'
-    mime = _MIME.get(file.suffix.lower(), "application/octet-stream")
-    return (f'<figure><img src="data:{mime};base64,{data}" alt="{_e(file.name)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return f'<p class="note">{escape(text)}</p>'
 
 
 def _caption(name: str) -> str:
     kind, _, model = name.partition("/")
     text = _CAPTIONS.get(kind, name)
     return f"{model}: {text}" if model else text
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A table; head cells and body cells are text (escaped here) unless they are :class:`_Html`."""
-    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for row in rows:
-        out.append("<tr>" + "".join(c if isinstance(c, _Html) else f"<td>{_e(c)}</td>" for c in row) + "</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
 
 
 def _flatten(value: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -218,23 +175,10 @@ def _value(key: str, value: Any) -> str:
     if isinstance(value, bool) or isinstance(value, str):
         return str(value)
     if isinstance(value, (int, float)):
-        return _num(f"{value:.6g}{unit}" if isinstance(value, float) else f"{value}{unit}")
+        return numeric(f"{value:.6g}{unit}" if isinstance(value, float) else f"{value}{unit}")
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
         return ", ".join(str(v) for v in value)
     return json.dumps(value, default=str, sort_keys=True)
-
-
-class _Html(str):
-    """A table cell that is HTML already (made here from escaped text)."""
-
-
-def _num(text: str) -> _Html:
-    """A right-aligned numeric table cell."""
-    return _Html(f'<td class="num">{_e(text)}</td>')
-
-
-def _e(text: str) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _auc(value: float | None) -> str:

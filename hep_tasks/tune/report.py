@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import json
 import logging
 import math
@@ -21,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hep_tasks.htmlpage import PAGE_END, escape, figure, numeric, page_start, table
 from hep_tasks.tune.space import ModelSpace, decode_params
 
 if TYPE_CHECKING:
@@ -142,16 +141,7 @@ def plot_importances(model: str, found: Mapping[str, float] | None, path: str | 
     return Path(path)
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; line-height: 1.4; }
-h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.best td { background: #e8f5e9; } tr.fail td, tr.interrupted td { color: #a33; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-.note { color: #555; font-size: .9em; }
-"""
+_STYLE = "tr.best td { background: #e8f5e9; } tr.fail td, tr.interrupted td { color: #a33; }"
 
 
 def render_report(
@@ -165,65 +155,39 @@ def render_report(
     """The page: run information, then per model its best parameters, its trials and its plots."""
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="note">Generated {_e(generated)}. Trials are validated on a held-out part of the train '
-        "split's subsample; the test split is not read.</p>",
+        *page_start(title, f"Generated {generated}. Trials are validated on a held-out part of the train split's "
+                    "subsample; the test split is not read.", style=_STYLE),
         "<h2>Run</h2>",
-        _table(["key", "value"], [[k, _text(v)] for k, v in run_info.items()]),
+        table(["key", "value"], [[k, _text(v)] for k, v in run_info.items()]),
     ]
     for model, info in models.items():
-        parts.append(f"<h2>Model: {_e(model)}</h2>")
+        parts.append(f"<h2>Model: {escape(model)}</h2>")
         best = info.get("best") or {}
         if best:
             rows = [["best trial", best.get("trial")], ["validation loss", _fmt(best.get("val_loss"))],
                     ["validation AUC tt̄ vs QCD", _fmt(best.get("val_auc"))]]
             rows += [[f"hyper-parameter {k}", _text(v)] for k, v in (info.get("best_hyperparameters") or {}).items()]
-            parts.append(_table(["best", "value"], rows))
+            parts.append(table(["best", "value"], rows))
         summary = {k: v for k, v in info.items() if k not in ("best", "best_hyperparameters", "search_space", "importances")}
-        parts.append(_table(["search", "value"], [[k, _text(v)] for k, v in summary.items()]))
+        parts.append(table(["search", "value"], [[k, _text(v)] for k, v in summary.items()]))
         parts.append(_trials_table(trials.get(model, []), best.get("trial")))
-        parts += [_figure(Path(p)) for p in plots.get(model, [])]
-    parts.append("</body></html>")
+        parts += [figure(p) for p in plots.get(model, [])]
+    parts.append(PAGE_END)
     return "\n".join(parts) + "\n"
 
 
 def _trials_table(records: Sequence[Mapping[str, Any]], best: int | None) -> str:
     head = ["trial", "state", "parameters", "val loss", "val AUC", "epochs", "duration", "executor", "error"]
-    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for r in records:
-        css = "best" if r["number"] == best else r["state"]
-        cells = [
-            _num(r["number"]), f"<td>{_e(r['state'])}</td>", f"<td>{_e(_text(r['params']))}</td>",
-            _num(_fmt(r.get("val_loss"))), _num(_fmt(r.get("val_auc"))), _num(r.get("epochs_run") or "–"),
-            _num("–" if r.get("duration_s") is None else f"{r['duration_s']:.1f} s"),
-            f"<td>{_e(r.get('executor') or '–')}</td>", f"<td>{_e(r.get('error') or '')}</td>",
+    rows = [
+        [
+            numeric(r["number"]), r["state"], _text(r["params"]), numeric(_fmt(r.get("val_loss"))),
+            numeric(_fmt(r.get("val_auc"))), numeric(r.get("epochs_run") or "–"),
+            numeric("–" if r.get("duration_s") is None else f"{r['duration_s']:.1f} s"),
+            r.get("executor") or "–", r.get("error") or "",
         ]  # fmt: skip
-        out.append(f'<tr class="{_e(css)}">' + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    out += ["<tr>" + "".join(f"<td>{_e(_text(c))}</td>" for c in row) + "</tr>" for row in rows]
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def _figure(path: Path) -> str:
-    try:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-    except OSError as err:
-        log.warning("tune report: plot %s not embedded: %s", path, err)
-        return f'<p class="note">Plot {_e(path.name)} missing.</p>'
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(path.name)}"></figure>'
-
-
-def _num(value: Any) -> str:
-    return f'<td class="num">{_e(value)}</td>'
+        for r in records
+    ]
+    return table(head, rows, row_classes=["best" if r["number"] == best else r["state"] for r in records])
 
 
 def _fmt(value: float | None) -> str:
@@ -238,5 +202,3 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
