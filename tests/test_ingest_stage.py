@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
+import awkward as ak
 import pytest
 import uproot
 
@@ -36,7 +39,7 @@ def test_ingest_skips_a_corrupt_file_and_records_it(spark, tmp_path, input_dir, 
     for process, path in sample_files.items():
         flow = manifest["cutflow"][process]
         assert flow["read"] == uproot.open(path)["Delphes"].num_entries
-        assert flow["read"] >= flow["lepton_pt23"] >= flow["isolated_lepton"] == flow["written"] > 0
+        assert flow["read"] == flow["valid_values"] >= flow["lepton_pt23"] >= flow["isolated_lepton"] == flow["written"] > 0
         assert manifest["counts"][process] == flow["written"]
     events = spark.read.parquet(store.url("ingest", result["version"], "events"))
     assert events.schema.simpleString() == spark.createDataFrame([], SPARK_DDL).schema.simpleString()
@@ -89,3 +92,70 @@ def test_the_data_source_reads_paths_on_its_own(spark, sample_files):
     counts = {r["process"]: r["count"] for r in events.groupBy("process").count().collect()}
     assert set(counts) == {"qcd", "ttbar", "wjets"} and all(n > 40 for n in counts.values())
     assert events.filter("n_particles < 1 or n_particles > 801").count() == 0
+
+
+def _copy_with_invalid_values(source: Path, target: Path) -> dict[int, str]:
+    """``source``'s events written to ``target`` with one broken value in each of five events;
+    returns entry -> the problem the manifest must name."""
+    from rootfiles import collection, write_delphes
+
+    from hep_tasks.physics import REQUIRED_FIELDS
+
+    tree = uproot.open(source)["Delphes"]
+    rows = {}
+    for name in REQUIRED_FIELDS:
+        fields = tuple(k.split(".", 1)[1] for k in tree.keys() if k.startswith(f"{name}."))
+        arrays = tree.arrays([f"{name}.{f}" for f in fields])
+        rows[name] = (fields, ak.to_list(ak.zip({f: arrays[f"{name}.{f}"] for f in fields})))
+    broken = {
+        1: ("EFlowTrack", "PT", math.nan, "EFlowTrack.PT NaN/inf"),
+        2: ("EFlowTrack", "Eta", math.inf, "EFlowTrack.Eta NaN/inf"),
+        3: ("EFlowTrack", "PT", -3.0, "EFlowTrack.PT negative"),
+        4: ("EFlowTrack", "Eta", 12.0, "EFlowTrack.Eta beyond |10|"),
+        5: ("MissingET", "MET", -1.0, "MissingET.MET negative"),
+    }
+    for entry, (name, field, value, _) in broken.items():
+        rows[name][1][entry][0][field] = value
+    write_delphes(target, {name: collection(per_event, fields) for name, (fields, per_event) in rows.items()})
+    return {entry: problem for entry, (*_, problem) in broken.items()}
+
+
+def test_events_with_invalid_values_are_rejected_and_the_rest_is_published(spark, tmp_path, input_dir):
+    """A file with NaN, inf, negative PT/MET and |Eta| > 10 beside good files: only its five broken
+    events go (counted in the cut-flow, named per file and problem); everything else is ingested,
+    the ingest check passes and the version can be published."""
+    broken = _copy_with_invalid_values(input_dir / "ttbar_sample.root", input_dir / "ttbar_broken.root")
+    store = DatasetStore(str(tmp_path / "data"))
+    result = ingest.run(spark, store, _params(input=f"{input_dir}/*.root"))
+    manifest = store.read_manifest("ingest", result["version"])
+
+    assert manifest["quarantine"] == []
+    [(url, record)] = manifest["invalid_values"].items()
+    assert url.endswith("ttbar_broken.root")
+    assert record == {"process": "ttbar", "events": 5, "problems": dict.fromkeys(broken.values(), 1)}
+    flow = manifest["cutflow"]
+    assert flow["ttbar"]["read"] == 2 * 60 and flow["ttbar"]["valid_values"] == 2 * 60 - 5
+    assert all(flow[p]["read"] == flow[p]["valid_values"] == 60 for p in ("qcd", "wjets"))
+
+    events = spark.read.parquet(store.url("ingest", result["version"], "events")).select("source_file", "entry")
+    entries = {}
+    for row in events.collect():  # 3 x 60 sample events at most
+        entries.setdefault(row["source_file"].rsplit("/", 1)[-1], set()).add(row["entry"])
+    # the broken copy keeps exactly the good file's events but the five broken ones, no duplicates
+    assert entries["ttbar_broken.root"] == entries["ttbar_sample.root"] - set(broken)
+    assert events.count() == events.distinct().count() == manifest["counts"]["total"]
+    checked = quality.run(spark, store, QualityParams.from_values({"stage": "ingest", "version": result["version"]}, env={}))
+    assert checked["quality"] == "passed"
+
+
+def test_when_no_input_is_readable_the_error_names_each_file(spark, tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "ttbar_text.root").write_text("not root")
+    (folder / "qcd_empty.root").write_bytes(b"")
+    store = DatasetStore(str(tmp_path / "data"))
+    with pytest.raises(PipelineError, match=r"none of the 2 input files is readable: ") as failure:
+        ingest.run(spark, store, _params(input=f"{folder}/*.root"))
+    message = str(failure.value)
+    assert re.search(r"qcd_empty\.root: \S", message) and re.search(r"ttbar_text\.root: \S", message), message
+    assert store.versions("ingest") == []

@@ -121,7 +121,7 @@ def test_collections_must_agree_on_event_count() -> None:
 
 def test_empty_batch() -> None:
     out = compute_features(make_events())
-    assert list(out.cutflow) == ["lepton_pt23", "isolated_lepton"]
+    assert list(out.cutflow) == ["valid_values", "lepton_pt23", "isolated_lepton"]
     assert all(m.shape == (0,) and m.dtype == bool for m in out.cutflow.values())
     assert out.selected.shape == (0,)
     assert out.hlf.shape == (0, 14) and out.hlf.dtype == np.float64
@@ -164,12 +164,46 @@ def test_cutflow_masks_are_cumulative_and_ordered() -> None:
     }
     isolated = {"MuonTight": [lep(30.0, 0.0, 0.0)], "EFlowTrack": [trk(30.0, 0.0, 0.0, pid=13)]}
     out = compute_features(make_events(no_hard_lepton, not_isolated, isolated, {}))
-    assert list(out.cutflow) == ["lepton_pt23", "isolated_lepton"]
+    assert list(out.cutflow) == ["valid_values", "lepton_pt23", "isolated_lepton"]
+    assert out.cutflow["valid_values"].tolist() == [True, True, True, True]
     assert out.cutflow["lepton_pt23"].tolist() == [False, True, True, False]
     assert out.cutflow["isolated_lepton"].tolist() == [False, False, True, False]
     assert np.array_equal(out.selected, out.cutflow["isolated_lepton"])
-    assert cutflow_counts(out.cutflow) == {"lepton_pt23": 2, "isolated_lepton": 1}
+    assert cutflow_counts(out.cutflow) == {"valid_values": 4, "lepton_pt23": 2, "isolated_lepton": 1}
     assert out.hlf.shape == (1, 14) and out.particle_offsets.tolist() == [0, 1]
+    assert out.value_problems == {}
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "problem"),
+    [
+        (("MuonTight", "PT"), float("nan"), "MuonTight.PT NaN/inf"),
+        (("EFlowTrack", "Eta"), float("inf"), "EFlowTrack.Eta NaN/inf"),
+        (("EFlowTrack", "PT"), -5.0, "EFlowTrack.PT negative"),
+        (("EFlowPhoton", "Eta"), -10.5, "EFlowPhoton.Eta beyond |10|"),
+        (("MissingET", "MET"), -1.0, "MissingET.MET negative"),
+        (("EFlowTrack", "Z"), float("-inf"), "EFlowTrack.Z NaN/inf"),
+    ],
+)
+def test_an_event_with_an_invalid_value_is_rejected_and_the_others_kept(where, value, problem) -> None:
+    """Two isolated-muon events; one value of the second is broken: only that event goes, named."""
+    collection, field = where
+    events = [
+        {"MuonTight": [lep(30.0, 0.0, 0.0)], "EFlowTrack": [trk(30.0, 0.0, 0.0, pid=13)], "EFlowPhoton": [pho(3.0, 1.0, 1.0)]}
+        for _ in range(2)
+    ]  # fmt: skip
+    clean = compute_features(make_events(*events))
+    assert clean.selected.tolist() == [True, True] and clean.value_problems == {}
+    broken = events[1]
+    if collection == "MissingET":
+        broken["MissingET"] = [{"MET": value, "Phi": 0.0}]
+    else:
+        broken[collection][0] = {**broken[collection][0], field: value}
+    out = compute_features(make_events(*events))
+    assert out.cutflow["valid_values"].tolist() == [True, False]
+    assert out.selected.tolist() == [True, False] and out.value_problems == {problem: 1}
+    # the kept event's features are those it had in the clean batch
+    assert np.array_equal(out.hlf, clean.hlf[:1]) and np.array_equal(out.particles, rows(clean, 0))
 
 
 def test_object_cuts_are_strict() -> None:

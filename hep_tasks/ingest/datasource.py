@@ -61,7 +61,8 @@ def plan_splits(files: list[dict[str, Any]], entries_per_split: int) -> list[Spl
 def read_split(
     split: Split, chunk_entries: int, on_bad_file: str, stats_dir: str | None
 ) -> Iterator[Any]:
-    """Yield the split's selected events as Arrow batches; write its cut-flow (and error) record."""
+    """Yield the split's selected events as Arrow batches; write its cut-flow record, with the events
+    rejected for invalid values by problem, and the error that quarantined the rest of it."""
     import numpy as np
 
     from hep_tasks.ingest.rootfile import TreeLayout, iterate_events
@@ -69,6 +70,7 @@ def read_split(
     from hep_tasks.physics import CUTFLOW_STEPS, compute_features, cutflow_counts
 
     counts = dict.fromkeys(("read", *CUTFLOW_STEPS, "written"), 0)
+    invalid: dict[str, int] = {}
     error = None
     layout = TreeLayout(split.url, split.stop, split.branches)
     try:
@@ -79,6 +81,8 @@ def read_split(
             for step, passed in cutflow_counts(features.cutflow).items():
                 counts[step] += passed
             counts["written"] += features.n_selected
+            for problem, n_events in features.value_problems.items():
+                invalid[problem] = invalid.get(problem, 0) + n_events
             if features.n_selected:
                 yield to_record_batch(features, split.label, split.process, split.url, np.arange(first, first + n))
     except InputFileError as err:
@@ -86,10 +90,10 @@ def read_split(
             raise
         error = str(err)
     if stats_dir:
-        _write_stats(stats_dir, split, counts, error)
+        _write_stats(stats_dir, split, counts, invalid, error)
 
 
-def _write_stats(stats_dir: str, split: Split, counts: dict[str, int], error: str | None) -> None:
+def _write_stats(stats_dir: str, split: Split, counts: dict[str, int], invalid: dict[str, int], error: str | None) -> None:
     import fsspec
 
     record = {
@@ -100,6 +104,7 @@ def _write_stats(stats_dir: str, split: Split, counts: dict[str, int], error: st
         "start": split.start,
         "stop": split.stop,
         "counts": counts,
+        "invalid_values": invalid,
         "error": error,
     }
     fs, path = fsspec.core.url_to_fs(stats_dir)

@@ -2,9 +2,10 @@
 
 Steps: resolve the inputs (a simulate version or user paths) -> inspect every file in Spark tasks
 (header, tree, collections) -> read (file, entry range) splits through the ``delphes`` data source
--> write Parquet into the pending version -> manifest with per-class cut-flow, quarantined files
-and file checksums -> atomic commit. The ``latest`` pointer moves only when the quality stage
-passes.
+-> write Parquet into the pending version -> manifest with per-class cut-flow, quarantined files,
+events rejected for invalid values (NaN/inf, negative momenta, |Eta| > 10: per event, so the rest
+of the file is kept) and file checksums -> atomic commit. The ``latest`` pointer moves only when
+every check of the run passed (``publish``).
 
 Output version layout::
 
@@ -40,6 +41,8 @@ STAGE = "ingest"
 EVENTS = "events"
 SPLITS = "_splits"
 CUTFLOW = ("read", *CUTFLOW_STEPS, "written")
+#: Unreadable files named in the error when none is readable (the rest go to the log).
+MAX_LISTED = 5
 
 
 def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[str, Any]:
@@ -58,7 +61,11 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
     if quarantined and params.on_bad_file == "fail":
         raise InputFileError(quarantined[0]["url"], quarantined[0]["reason"])
     if not readable:
-        raise PipelineError(f"none of the {len(inputs)} input files is readable: {quarantined[0]['reason']} ...")
+        listed = "; ".join(f"{q['url']}: {q['reason']}" for q in quarantined[:MAX_LISTED])
+        more = f"; and {len(quarantined) - MAX_LISTED} more (see the log)" if len(quarantined) > MAX_LISTED else ""
+        for q in quarantined[MAX_LISTED:]:
+            log.error("unreadable %s: %s", q["url"], q["reason"])
+        raise PipelineError(f"none of the {len(inputs)} input files is readable: {listed}{more}")
     for q in quarantined:
         log.warning("quarantined %s: %s", q["url"], q["reason"])
 
@@ -84,6 +91,10 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
         quarantined += [
             {"url": s["url"], "entries": [s["start"], s["stop"]], "reason": s["error"]} for s in splits if s["error"]
         ]
+        invalid = _invalid_values(splits)
+        for url, record in invalid.items():
+            log.warning("%s: %d events rejected for invalid values (%s)", url, record["events"],
+                        ", ".join(f"{problem}: {n}" for problem, n in record["problems"].items()))
         written = spark.read.parquet(posixpath.join(pending.url, EVENTS)).groupBy("label").count()
         per_class = {PROCESS_OF_LABEL[r["label"]]: r["count"] for r in collect_small(written, 3)}
         manifest = pending.commit(
@@ -96,6 +107,7 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
                 "cutflow": _cutflow(splits),
                 "input_files": {"total": len(inputs), "readable": len(readable), "splits": len(splits)},
                 "quarantine": quarantined,
+                "invalid_values": invalid,
                 "files": file_checksums(spark, pending.url),
             }
         )
@@ -139,6 +151,20 @@ def _cutflow(splits: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
         for step in CUTFLOW:
             row[step] += s["counts"][step]
     return table
+
+
+def _invalid_values(splits: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per input file with such events: the events rejected for invalid values (the cut-flow's
+    ``read`` − ``valid_values``) and the events per problem (an event may have several)."""
+    files: dict[str, dict[str, Any]] = {}
+    for s in splits:
+        rejected = s["counts"]["read"] - s["counts"]["valid_values"]
+        if rejected:
+            record = files.setdefault(s["url"], {"process": s["process"], "events": 0, "problems": {}})
+            record["events"] += rejected
+            for problem, n in s["invalid_values"].items():
+                record["problems"][problem] = record["problems"].get(problem, 0) + n
+    return files
 
 
 _INPUT_FILE_ERROR = re.compile(r"InputFileError: (.+)")

@@ -111,5 +111,12 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 #: (:func:`~.particles.charge_from_pid`).
 OPTIONAL_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({TRACKS: ("Charge",)})
 
-#: Names of the cut-flow masks, in order (each mask includes the previous ones).
-CUTFLOW_STEPS: tuple[str, ...] = ("lepton_pt23", "isolated_lepton")
+#: Largest |Eta| of a readable, physical object: no detector reaches it (tracks |η| < 2.5,
+#: calorimeters < 5); a larger value is a corrupt or mis-written record.
+MAX_ABS_ETA = 10.0
+#: Fields that are transverse momenta or energies, in any collection (must be >= 0).
+MOMENTUM_FIELDS: frozenset[str] = frozenset({"PT", "ET", "MET"})
+
+#: Names of the cut-flow masks, in order (each mask includes the previous ones). ``valid_values``:
+#: every value the features read is finite, momenta are >= 0 and |Eta| <= :data:`MAX_ABS_ETA`.
+CUTFLOW_STEPS: tuple[str, ...] = ("valid_values", "lepton_pt23", "isolated_lepton")

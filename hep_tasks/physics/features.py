@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import awkward as ak
@@ -23,8 +23,8 @@ from .constants import CUTFLOW_STEPS
 from .hlf import high_level_features
 from .leptons import choose_isolated_lepton
 from .particles import build_particles
-from .selection import preselect
-from .validation import check_events
+from .selection import flatten_collections, preselect
+from .validation import check_events, invalid_values
 
 __all__ = ["EventFeatures", "compute_features", "cutflow_counts"]
 
@@ -36,14 +36,17 @@ class EventFeatures:
     """The §3 features of one batch.
 
     Attributes:
-        cutflow: ordered, cumulative boolean masks over the input events: ``"lepton_pt23"``
-            (at least one electron or muon with PT > 23 GeV) and ``"isolated_lepton"``.
+        cutflow: ordered, cumulative boolean masks over the input events: ``"valid_values"``
+            (no NaN/inf, negative momentum or |Eta| > 10 in what is read), ``"lepton_pt23"`` (at
+            least one electron or muon with PT > 23 GeV) and ``"isolated_lepton"``.
         selected: bool mask over the input events; equal to the last cut-flow mask.
         hlf: float64 ``(n_selected, 14)``, columns :data:`~.constants.HLF_FEATURES`.
         particle_offsets: int64 ``(n_selected + 1,)``; event ``k``'s rows are
             ``particles[particle_offsets[k]:particle_offsets[k + 1]]``.
         particles: float64 ``(total_rows, 19)``, columns :data:`~.constants.PARTICLE_FEATURES`;
             row 0 of each event is the isolated lepton; at most 801 rows per event.
+        value_problems: ``"<Collection>.<Field> <problem>"`` -> events rejected for it
+            (:func:`~.validation.invalid_values`); empty for a clean batch.
     """
 
     cutflow: dict[str, NDArray[np.bool_]]
@@ -51,6 +54,7 @@ class EventFeatures:
     hlf: NDArray[np.float64]
     particle_offsets: NDArray[np.int64]
     particles: NDArray[np.float64]
+    value_problems: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_selected(self) -> int:
@@ -67,13 +71,16 @@ def compute_features(events: Mapping[str, ak.Array]) -> EventFeatures:
     Python.
     """
     n_events = check_events(events)
-    pre = preselect(events)
+    flat = flatten_collections(events)
+    bad, value_problems = invalid_values(flat)
+    valid = ~bad
+    pre = preselect(flat)
 
-    has_lepton = (pre.electrons.counts + pre.muons.counts) > 0
+    has_lepton = valid & ((pre.electrons.counts + pre.muons.counts) > 0)
     cones = IsolationCollections.from_preselected(pre)
-    lepton = choose_isolated_lepton(pre, cones)
+    lepton = choose_isolated_lepton(pre, cones).only(valid)
     selected = lepton.found  # implies has_lepton: isolated leptons are pre-selected ones
-    masks = (has_lepton, has_lepton & selected)
+    masks = (valid, has_lepton, selected)
     cutflow = dict(zip(CUTFLOW_STEPS, masks, strict=True))
 
     kept = pre.take_events(selected)
@@ -91,6 +98,7 @@ def compute_features(events: Mapping[str, ak.Array]) -> EventFeatures:
         hlf=hlf,
         particle_offsets=particle_offsets,
         particles=particles,
+        value_problems=value_problems,
     )
 
 

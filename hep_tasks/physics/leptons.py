@@ -8,7 +8,7 @@ code chose by the larger η; we do not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,12 @@ class ChosenLeptons:
     iso_gamma: NDArray[np.float64]
     iso_neu: NDArray[np.float64]
     is_electron: NDArray[np.float64]
+
+    def only(self, events: NDArray[np.bool_]) -> ChosenLeptons:
+        """The leptons of the events in the bool mask ``events`` (over all events) only."""
+        keep = events[self.found]
+        values = {f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "found"}
+        return ChosenLeptons(found=self.found & events, **values)
 
 
 def _first_isolated(

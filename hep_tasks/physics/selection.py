@@ -46,16 +46,20 @@ class PreselectedEvents:
         )
 
 
-def preselect(events: Mapping[str, ak.Array]) -> PreselectedEvents:
-    """Flatten the required fields of every collection (and the optional ones it has, see
-    :data:`~.constants.OPTIONAL_FIELDS`) and apply the §3 object cuts.
+def flatten_collections(events: Mapping[str, ak.Array]) -> dict[str, FlatCollection]:
+    """The required fields of every collection (and the optional ones it has, see
+    :data:`~.constants.OPTIONAL_FIELDS`) as flat columns.
 
     ``events`` must already have passed :func:`~.validation.check_events`.
     """
-    flat = {
+    return {
         name: FlatCollection.from_awkward(events[name], fields + _optional_fields(events[name], name))
         for name, fields in C.REQUIRED_FIELDS.items()
     }
+
+
+def preselect(flat: Mapping[str, FlatCollection]) -> PreselectedEvents:
+    """Apply the §3 object cuts to the collections of :func:`flatten_collections`."""
     tracks = flat[C.TRACKS]
     photons = flat[C.PHOTONS]
     neutral = flat[C.NEUTRAL_HADRONS]

@@ -1,4 +1,6 @@
-"""Input check for the physics features: every required collection and field, one event count.
+"""Input checks for the physics features: every required collection and field, one event count
+(:func:`check_events`, an error for the whole batch), and readable but unphysical values
+(:func:`invalid_values`, per event, so that the other events of a file are kept).
 
 Errors name what is missing and what exists, so a reader bug shows at once:
 
@@ -15,10 +17,12 @@ from typing import Mapping
 
 import awkward as ak
 import numpy as np
+from numpy.typing import NDArray
 
-from .constants import MISSING_ET, REQUIRED_FIELDS
+from .columnar import FlatCollection
+from .constants import MAX_ABS_ETA, MISSING_ET, MOMENTUM_FIELDS, REQUIRED_FIELDS
 
-__all__ = ["check_events"]
+__all__ = ["check_events", "invalid_values"]
 
 
 def check_events(events: Mapping[str, ak.Array]) -> int:
@@ -59,3 +63,43 @@ def check_events(events: Mapping[str, ak.Array]) -> int:
                 f"has {int(counts[bad[0]])} ({bad.size} such events)"
             )
     return next(iter(lengths.values()))
+
+
+def invalid_values(collections: Mapping[str, FlatCollection]) -> tuple[NDArray[np.bool_], dict[str, int]]:
+    """Events holding a value the features must not use: NaN or ±inf in any field read (required or
+    optional), a negative PT/ET/MET, or |Eta| > :data:`~.constants.MAX_ABS_ETA`.
+
+    ``collections`` are those of :func:`~.selection.flatten_collections`. Returns (``bad``, a bool
+    mask over the events; ``problems``, ``"<Collection>.<Field> <problem>"`` -> number of events
+    with it, only those that occur).
+
+    >>> from hep_tasks.physics.selection import flatten_collections
+    >>> events = {c: ak.Array([[dict.fromkeys(fs, 0.0)]] * 2) for c, fs in REQUIRED_FIELDS.items()}
+    >>> events["Jet"] = ak.Array([[{"PT": 40.0, "Eta": 0.1, "Phi": 0.0, "BTag": 0}],
+    ...                           [{"PT": -1.0, "Eta": 11.0, "Phi": float("nan"), "BTag": 0}]])
+    >>> bad, problems = invalid_values(flatten_collections(events))
+    >>> bad.tolist(), problems
+    ([False, True], {'Jet.PT negative': 1, 'Jet.Eta beyond |10|': 1, 'Jet.Phi NaN/inf': 1})
+    """
+    n_events = len(collections[MISSING_ET].offsets) - 1
+    bad = np.zeros(n_events, dtype=bool)
+    problems: dict[str, int] = {}
+    for name, collection in collections.items():
+        event_of_member = None
+        for field, values in collection.columns.items():
+            finite = np.isfinite(values)
+            checks = [("NaN/inf", ~finite)]  # the range checks below count finite values only
+            if field in MOMENTUM_FIELDS:
+                checks.append(("negative", finite & (values < 0)))
+            if field == "Eta":
+                checks.append((f"beyond |{MAX_ABS_ETA:g}|", finite & (np.abs(values) > MAX_ABS_ETA)))
+            for problem, flags in checks:
+                if not flags.any():  # the common case: one pass over the column, nothing more
+                    continue
+                if event_of_member is None:
+                    event_of_member = collection.event_index()
+                hit = np.zeros(n_events, dtype=bool)
+                hit[event_of_member[flags]] = True
+                problems[f"{name}.{field} {problem}"] = int(np.count_nonzero(hit))
+                bad |= hit
+    return bad, problems
