@@ -30,13 +30,17 @@ from hep_airflow.operators import HepStageOperator
 from hep_tasks.config import IngestParams, PrepareParams, QualityParams, TrainParams, TuneParams
 from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
-ING, PREP, TRAIN, QUAL, TUNE = IngestParams(), PrepareParams(), TrainParams(), QualityParams(), TuneParams()
+# the form's defaults: the code's, or HEP_<STAGE>_<PARAM> where the DAG processor runs (an Asset-triggered
+# run takes them as they are)
+ING, PREP, TRAIN, QUAL, TUNE = (p.from_values(check=False) for p in (IngestParams, PrepareParams, TrainParams, QualityParams, TuneParams))
 
 
 def _xcom_version(task_id: str) -> str:
     return "{{ ti.xcom_pull(task_ids='%s')['version'] }}" % task_id
 
 
+#: The Spark connection of every stage task: the run's *Spark connection* param.
+SPARK = "{{ params.spark_connection }}"
 #: The tune task's version, or empty when it was skipped (no XCom).
 TUNE_VERSION = "{{ (ti.xcom_pull(task_ids='tune') or {}).get('version', '') if params.tune else '' }}"
 
@@ -52,6 +56,12 @@ with DAG(
     tags=["hep", "spark", "simulation", "ml"],
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
+        "spark_connection": Param(
+            "hep_spark", type="string", minLength=1, title="Spark connection",
+            description="The Airflow connection of the Spark master every stage is submitted to (hep_spark: the "
+            "embedded local[*] unless a deployment points it at a cluster); name another connection to run this "
+            "run elsewhere, e.g. a standalone cluster.",
+        ),
         "simulation_versions": Param(
             None, type=["null", "array"], items={"type": "string"}, title="Simulation versions",
             description="Simulate versions (sim-...) to ingest in this run, besides those of the Asset events "
@@ -141,14 +151,15 @@ with DAG(
         settings = {"on_bad_file": params["on_bad_file"], "max_quarantined_fraction": params["max_quarantined_fraction"]}
         return [{"input": item, **settings} for item in inputs]
 
-    ingest = HepStageOperator.partial(task_id="ingest", stage="ingest").expand(stage_params=new_inputs())
+    ingest = HepStageOperator.partial(task_id="ingest", stage="ingest", conn_id=SPARK).expand(stage_params=new_inputs())
 
-    check_ingested = HepStageOperator.partial(task_id="check_ingested", stage="quality").expand(
+    check_ingested = HepStageOperator.partial(task_id="check_ingested", stage="quality", conn_id=SPARK).expand(
         stage_params=ingest.output.map(lambda summary: {"stage": "ingest", "version": summary["version"]})
     )
 
     prepare = HepStageOperator(
         task_id="prepare",
+        conn_id=SPARK,
         stage="prepare",
         trigger_rule=TriggerRule.NONE_FAILED,  # also when there was nothing new to ingest
         stage_params={"test_fraction": "{{ params.test_fraction }}", "seed": "{{ params.split_seed }}"},
@@ -156,6 +167,7 @@ with DAG(
 
     check_prepared = HepStageOperator(
         task_id="check_prepared",
+        conn_id=SPARK,
         stage="quality",
         stage_params={"stage": "prepare", "version": _xcom_version("prepare")},
     )
@@ -167,6 +179,7 @@ with DAG(
 
     tune = HepStageOperator(
         task_id="tune",
+        conn_id=SPARK,
         stage="tune",
         stage_params={
             "input": _xcom_version("check_prepared"),
@@ -181,6 +194,7 @@ with DAG(
 
     train = HepStageOperator(
         task_id="train",
+        conn_id=SPARK,
         stage="train",
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,  # also when tune was skipped
         stage_params={
@@ -196,12 +210,14 @@ with DAG(
 
     evaluate = HepStageOperator(
         task_id="evaluate",
+        conn_id=SPARK,
         stage="evaluate",
         stage_params={"input": _xcom_version("train")},
     )
 
     check_model = HepStageOperator(
         task_id="check_model",
+        conn_id=SPARK,
         stage="quality",
         stage_params={"stage": "evaluate", "version": _xcom_version("evaluate"), "auc_floors": "{{ params.auc_floors }}"},
     )

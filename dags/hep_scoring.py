@@ -24,7 +24,7 @@ from hep_airflow.operators import HepStageOperator
 from hep_tasks.config import IngestParams
 from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
-ING = IngestParams()
+ING = IngestParams.from_values(check=False)  # defaults: the code's, or HEP_INGEST_* where the DAG processor runs
 
 with DAG(
     dag_id="hep_scoring",

