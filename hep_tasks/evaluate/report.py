@@ -28,6 +28,8 @@ _CAPTIONS = {
     "confusion": "Confusion matrix, rows normalised to the true class; event counts in brackets.",
     "history": "Loss and accuracy per epoch, training and validation.",
 }
+
+
 def render_report(
     *,
     title: str,
