@@ -70,7 +70,8 @@ with DAG(
         "input_path": Param(
             None, type=["null", "string"], title="Input ROOT files",
             description="ROOT files to ingest in this run (paths, globs or URLs, comma separated; process= "
-            "prefixes allowed); empty = none.",
+            "prefixes allowed); local paths under the data root or HEP_INPUT_ROOTS, URLs root://, s3a://, "
+            "hdfs://, https://...; empty = none.",
         ),
         "on_bad_file": Param(
             ING.on_bad_file, type="string", enum=["skip", "fail"], title="Bad input files",
@@ -139,8 +140,23 @@ with DAG(
 
     @task
     def new_inputs(params: dict, triggering_asset_events=None) -> list[dict]:
-        """The ingest parameters of every new input of this run (none: ingest is skipped)."""
+        """The ingest parameters of every new input of this run (none: ingest is skipped). Named ROOT
+        files must be inside the data root or HEP_INPUT_ROOTS, or URLs of an allowed scheme."""
+        import os
+
+        from airflow.sdk.exceptions import AirflowFailException
+
         from hep_tasks.catalog import ingest_inputs
+        from hep_tasks.config import PipelineSettings
+        from hep_tasks.errors import PipelineError
+        from hep_tasks.ingest.inputs import check_input_locations
+
+        if params["input_path"]:
+            settings = PipelineSettings.from_values({})
+            try:
+                check_input_locations(params["input_path"], [settings.data_root, *settings.input_roots.split(os.pathsep)])
+            except PipelineError as err:
+                raise AirflowFailException(str(err)) from None  # a wrong parameter: no retry
 
         triggered = [
             e.extra["version"] for events in (triggering_asset_events or {}).values() for e in events

@@ -236,6 +236,10 @@ class PipelineSettings(_Params):
     section: ClassVar[str] = ""
     data_root: str = _param("data", "Data root: a local path or an fsspec/Hadoop URL (file://, s3a://, hdfs://, root://).")
     spark_master: str = _param("local[*]", "Spark master for jobs not started by spark-submit (tests, benchmarks).")
+    input_roots: str = _param(
+        "", "Local directories, besides the data root, that ROOT files named in a hep_pipeline run may come from "
+        "(os.pathsep separated); URLs of the allowed schemes are always accepted."
+    )
 
     @classmethod
     def env_name(cls, name: str) -> str:

@@ -58,6 +58,7 @@ SERVICE_DEFAULTS = {
     "HEP_TUNE_EPOCHS": "1",
     "HEP_TUNE_SUBSAMPLE_FRACTION": "1",
     "HEP_QUALITY_AUC_FLOORS": "hlf=0.6",
+    "HEP_INPUT_ROOTS": str(SAMPLES),  # the sample ROOT files, outside the data root
 }
 #: a hep_pipeline run on the 3 x 60 sample events, without tuning: a few minutes
 CHEAP_PIPELINE = {

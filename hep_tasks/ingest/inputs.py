@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import fsspec
 
@@ -24,6 +27,9 @@ from hep_tasks.errors import PipelineError
 from hep_tasks.processes import LABELS, PROCESSES
 
 SIMULATE = "simulate"
+#: URL schemes a hep_pipeline run may read ROOT files from besides local paths: XRootD/EOS, object
+#: stores, HDFS, HTTP(S) (each needs its fsspec package on every node).
+ALLOWED_SCHEMES = ("root", "xroot", "s3", "s3a", "gs", "hdfs", "http", "https")
 _VERSION = re.compile(r"^sim-[0-9a-f]{16}$")
 #: name fragments that identify a process in a path, checked in this order per path component.
 _ALIASES = {
@@ -70,13 +76,51 @@ def resolve_inputs(store: DatasetStore, spec: str) -> tuple[list[InputFile], dic
     return files, {"files": digest}
 
 
-def expand_item(item: str) -> list[InputFile]:
-    process = None
+def _split_process(item: str) -> tuple[str | None, str]:
+    """(process named by a ``process=`` prefix or None, the path or URL)."""
     head, sep, rest = item.partition("=")
     if sep and "/" not in head and ":" not in head:
         if head not in PROCESSES:
             raise PipelineError(f"unknown process {head!r} in input {item!r} (known: {', '.join(PROCESSES)})")
-        process, item = head, rest
+        return head, rest
+    return None, item
+
+
+def check_input_locations(spec: str, roots: Sequence[str]) -> None:
+    """Refuse, before any work, an item of ``spec`` (comma-separated ``[process=]path-or-glob-or-URL``)
+    that is a URL of a scheme not in :data:`ALLOWED_SCHEMES`, a path with a ``..`` component, or a
+    local path (``file://`` included) outside every directory of ``roots``, symlinks resolved.
+
+    >>> check_input_locations("ttbar=/data/in/*.root,root://eos.cern.ch//eos/qcd/f.root", ["/data"])
+    >>> check_input_locations("/data/../etc/passwd", ["/data"])
+    Traceback (most recent call last):
+    ...
+    hep_tasks.errors.PipelineError: input '/data/../etc/passwd': '..' is not allowed in an input path
+    """
+    for item in filter(None, (i.strip() for i in spec.split(","))):
+        _, location = _split_process(item)
+        scheme, sep, rest = location.partition("://")
+        if sep and scheme.lower() != "file":
+            if scheme.lower() not in ALLOWED_SCHEMES:
+                raise PipelineError(f"input {item!r}: URL scheme {scheme!r} is not allowed (allowed: "
+                                    f"{', '.join(ALLOWED_SCHEMES)}, or a local path)")  # fmt: skip
+            path = rest
+        else:
+            path = rest if sep else location
+        if ".." in PurePosixPath(path).parts:
+            raise PipelineError(f"input {item!r}: '..' is not allowed in an input path")
+        if sep and scheme.lower() != "file":
+            continue
+        fixed = os.path.dirname(re.split(r"[*?\[]", path, maxsplit=1)[0]) if any(c in path for c in "*?[") else path
+        real = os.path.realpath(fixed or ".")
+        allowed = [os.path.realpath(r) for r in roots if r]
+        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in allowed):
+            raise PipelineError(f"input {item!r} is outside the data root and the allowed input roots "
+                                f"({', '.join(allowed) or 'none'}; HEP_INPUT_ROOTS adds directories)")  # fmt: skip
+
+
+def expand_item(item: str) -> list[InputFile]:
+    process, item = _split_process(item)
     fs, path = fsspec.core.url_to_fs(item)
     matches = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path] if fs.exists(path) else []
     if not matches:
