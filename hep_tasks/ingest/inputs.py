@@ -97,23 +97,21 @@ def check_input_locations(spec: str, roots: Sequence[str]) -> None:
     ...
     hep_tasks.errors.PipelineError: input '/data/../etc/passwd': '..' is not allowed in an input path
     """
+    allowed = [os.path.realpath(r) for r in roots if r]
     for item in filter(None, (i.strip() for i in spec.split(","))):
         _, location = _split_process(item)
         scheme, sep, rest = location.partition("://")
-        if sep and scheme.lower() != "file":
-            if scheme.lower() not in ALLOWED_SCHEMES:
-                raise PipelineError(f"input {item!r}: URL scheme {scheme!r} is not allowed (allowed: "
-                                    f"{', '.join(ALLOWED_SCHEMES)}, or a local path)")  # fmt: skip
-            path = rest
-        else:
-            path = rest if sep else location
+        remote = bool(sep) and scheme.lower() != "file"
+        if remote and scheme.lower() not in ALLOWED_SCHEMES:
+            raise PipelineError(f"input {item!r}: URL scheme {scheme!r} is not allowed (allowed: "
+                                f"{', '.join(ALLOWED_SCHEMES)}, or a local path)")  # fmt: skip
+        path = rest if sep else location
         if ".." in PurePosixPath(path).parts:
             raise PipelineError(f"input {item!r}: '..' is not allowed in an input path")
-        if sep and scheme.lower() != "file":
+        if remote:
             continue
         fixed = os.path.dirname(re.split(r"[*?\[]", path, maxsplit=1)[0]) if any(c in path for c in "*?[") else path
         real = os.path.realpath(fixed or ".")
-        allowed = [os.path.realpath(r) for r in roots if r]
         if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in allowed):
             raise PipelineError(f"input {item!r} is outside the data root and the allowed input roots "
                                 f"({', '.join(allowed) or 'none'}; HEP_INPUT_ROOTS adds directories)")  # fmt: skip
