@@ -8,7 +8,8 @@ run once (not timed), since prepare only accepts checked data. Then:
 1. *kernel*: the per-batch work (ΔR sort, scaling, one-hot; ``prepare/transform.py``) on one core
    over the ingested Parquet, in Arrow batches;
 2. *stage*: the whole prepare stage on Spark ``local[N]`` (split, exact balancing, scaler fit,
-   transform, shuffle, write, checksums); output events (train + test) per second per core.
+   transform, shuffle, write, checksums); output events (train + test) per second per core, with
+   the time of each phase.
 
 CERN (Migliorini et al. 2020): about 2.8 output events/s/core for feature preparation.
 Run: ``.venv/bin/python bench/bench_prepare.py [--cores 2]``.
@@ -23,11 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ingest  # noqa: E402
-from benchlib import PeakMemory, report, timed  # noqa: E402
+from benchlib import PeakMemory, Phases, report, timed  # noqa: E402
 
 from hep_tasks.localenv import local_environment  # noqa: E402
 
 CERN = 2.8
+#: Whole-stage goals, output events/s/core (throughput issue).
+GOALS = {"cold": 2000, "warm": 5000}
 
 
 def kernel(events_dir: str, scalers) -> dict:
@@ -52,7 +55,7 @@ def main() -> None:
     os.environ.update(local_environment())
 
     from hep_tasks.config import PrepareParams, QualityParams
-    from hep_tasks.datasets import DatasetStore
+    from hep_tasks.datasets import DatasetStore, PendingVersion
     from hep_tasks.prepare import stage as prepare
     from hep_tasks.prepare.scalers import FeatureScalers
     from hep_tasks.quality import stage as quality
@@ -75,12 +78,24 @@ def main() -> None:
             store.fs.rm(store.path("prepare", old), recursive=True)
         # cold: first Python workers and JVM code paths; warm: a second version (other seed), as in a long job
         for run, seed in (("cold", 42), ("warm", 43)):
-            with PeakMemory() as mem, timed() as t:
-                result = prepare.run(spark, store, PrepareParams.from_values({"input": source, "seed": seed}))
+            phases = Phases()
+            phases.watch(prepare, "class_counts", "split+counts")
+            phases.watch(prepare, "cutoffs", "balance")
+            phases.watch(prepare, "fit_scalers", "fit")
+            phases.watch(prepare, "write_splits", "transform+write")
+            phases.watch(PendingVersion, "commit")
+            try:
+                with PeakMemory() as mem, timed() as t:
+                    result = prepare.run(spark, store, PrepareParams.from_values({"input": source, "seed": seed}))
+            finally:
+                phases.restore()
             n = store.read_manifest("prepare", result["version"])["counts"]["total"]
             rate = n / t["seconds"] / args.cores
             stage_rows.append({"measure": f"stage, Spark local[{args.cores}], {run}", "output_events": n,
-                               "events/s/core": rate, "x CERN 2.8": rate / CERN, "peak_MiB": mem.peak_mib})
+                               "events/s/core": rate, "goal": GOALS[run], "x CERN 2.8": rate / CERN,
+                               "peak_MiB": mem.peak_mib, "seconds": t["seconds"],
+                               **{f"{k}_s": v for k, v in phases.seconds.items()},
+                               "plan_s": t["seconds"] - sum(phases.seconds.values())})
     finally:
         spark.stop()
     manifest = store.read_manifest("prepare", result["version"])

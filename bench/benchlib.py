@@ -55,6 +55,37 @@ def timed():
     box["seconds"] = time.perf_counter() - start
 
 
+class Phases:
+    """Wall time spent in chosen functions while a stage runs: ``watch(module, "name")`` replaces
+    ``module.name`` by a timed wrapper until :meth:`restore` (the stage looks them up at call time)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.results: dict[str, object] = {}
+        self._patched: list[tuple[object, str, object]] = []
+
+    def watch(self, owner: object, name: str, label: str | None = None) -> None:
+        original = getattr(owner, name)
+        label = label or name
+
+        def timed_call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                result = original(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+            self.results[label] = result
+            return result
+
+        setattr(owner, name, timed_call)
+        self._patched.append((owner, name, original))
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -63,7 +94,7 @@ def report(title: str, rows: list[dict], out: str | None = None) -> None:
     """Print the rows as an aligned table (and save them as JSON when ``out`` is given)."""
     print(f"\n== {title} ({machine()})")
     if rows:
-        keys = list(rows[0])
+        keys = list(dict.fromkeys(k for r in rows for k in r))
         widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
         print("  ".join(k.ljust(widths[k]) for k in keys))
         for r in rows:
@@ -74,4 +105,4 @@ def report(title: str, rows: list[dict], out: str | None = None) -> None:
 
 
 def _fmt(v) -> str:
-    return f"{v:,.1f}" if isinstance(v, float) else str(v)
+    return f"{v:,.1f}" if isinstance(v, float) else "" if v is None else str(v)

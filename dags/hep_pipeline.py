@@ -27,7 +27,18 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 from hep_airflow.assets import EVALUATIONS, INGESTED_EVENTS, MODELS, PREPARED_DATASETS, SIMULATED_EVENTS
 from hep_airflow.operators import HepStageOperator
 
-from hep_tasks.config import IngestParams, PrepareParams, QualityParams, TrainParams, TuneParams
+from hep_tasks.config import (
+    MAX_EPOCHS,
+    MAX_TIME_BUDGET_S,
+    MAX_TRIALS,
+    MAX_VALUE_CHARS,
+    MAX_WORKERS,
+    IngestParams,
+    PrepareParams,
+    QualityParams,
+    TrainParams,
+    TuneParams,
+)
 from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
 # the form's defaults: the code's, or HEP_<STAGE>_<PARAM> where the DAG processor runs (an Asset-triggered
@@ -57,7 +68,7 @@ with DAG(
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
         "spark_connection": Param(
-            "hep_spark", type="string", minLength=1, title="Spark connection",
+            "hep_spark", type="string", minLength=1, maxLength=250, title="Spark connection",
             description="The Airflow connection of the Spark master every stage is submitted to (hep_spark: the "
             "embedded local[*] unless a deployment points it at a cluster); name another connection to run this "
             "run elsewhere, e.g. a standalone cluster.",
@@ -68,7 +79,7 @@ with DAG(
             "that triggered it; empty = none.",
         ),
         "input_path": Param(
-            None, type=["null", "string"], title="Input ROOT files",
+            None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Input ROOT files",
             description="ROOT files to ingest in this run (paths, globs or URLs, comma separated; process= "
             "prefixes allowed); local paths under the data root or HEP_INPUT_ROOTS, URLs root://, s3a://, "
             "hdfs://, https://...; empty = none.",
@@ -98,10 +109,10 @@ with DAG(
             "with its best hyper-parameters; off = skip it and train with the defaults.",
         ),
         "tune_trials": Param(
-            TUNE.trials, type="integer", minimum=1, title="Tuning trials per model",
+            TUNE.trials, type="integer", minimum=1, maximum=MAX_TRIALS, title="Tuning trials per model",
             description="Trials of the search of each model; each round runs as many in parallel as Spark has task slots.",
         ),
-        "tune_epochs": Param(TUNE.epochs, type="integer", minimum=1, title="Epochs per tuning trial",
+        "tune_epochs": Param(TUNE.epochs, type="integer", minimum=1, maximum=MAX_EPOCHS, title="Epochs per tuning trial",
                              description="Training epochs of each trial (pruning may stop a poor trial sooner)."),
         "tune_subsample_fraction": Param(
             TUNE.subsample_fraction, type="number", exclusiveMinimum=0, maximum=1, title="Tuning subsample fraction",
@@ -109,29 +120,29 @@ with DAG(
             "the test split is never read by tuning.",
         ),
         "tune_time_budget_s": Param(
-            TUNE.time_budget_s, type="integer", minimum=1, title="Tuning time budget (s)",
+            TUNE.time_budget_s, type="integer", minimum=1, maximum=MAX_TIME_BUDGET_S, title="Tuning time budget (s)",
             description="Seconds for the whole search, shared equally by the models; no new round of trials starts "
             "after it (a started round finishes; every model gets at least one round).",
         ),
         "search_space": Param(
-            TUNE.search_space or None, type=["null", "string"], title="Search space (JSON)",
+            TUNE.search_space or None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Search space (JSON)",
             description='Per-model search spaces replacing that model\'s default one, e.g. {"hlf": {"units": {"choices": '
             '[[64, 32], [128, 64, 32]]}, "dropout": {"low": 0, "high": 0.3}, "learning_rate": {"low": 0.0003, '
             '"high": 0.03, "log": true}}}; empty = the defaults (README, Tuning).',
         ),
         "workers": Param(
-            TRAIN.workers, type="integer", minimum=1, title="Training workers",
+            TRAIN.workers, type="integer", minimum=1, maximum=MAX_WORKERS, title="Training workers",
             description="TensorFlow workers, one Spark task each; at most the Spark application's task slots.",
         ),
-        "epochs": Param(TRAIN.epochs, type="integer", minimum=1, title="Epochs",
+        "epochs": Param(TRAIN.epochs, type="integer", minimum=1, maximum=MAX_EPOCHS, title="Epochs",
                         description="Most training epochs per model (early stopping on validation loss may end sooner)."),
         "hyperparameters": Param(
-            TRAIN.hyperparameters or None, type=["null", "string"], title="Hyper-parameters (JSON)",
+            TRAIN.hyperparameters or None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Hyper-parameters (JSON)",
             description='Per-model overrides, e.g. {"hlf": {"units": [64, 32], "learning_rate": 0.002}}, over the '
             "tuned values (or the defaults when tuning is off); empty = none.",
         ),
         "auc_floors": Param(
-            QUAL.auc_floors, type="string", title="AUC floors",
+            QUAL.auc_floors, type="string", maxLength=MAX_VALUE_CHARS, title="AUC floors",
             description="check_model fails when a model's tt̄-vs-QCD test AUC is below its floor, e.g. "
             "hlf=0.9,inclusive=0.95; * applies to every model.",
         ),
@@ -142,8 +153,6 @@ with DAG(
     def new_inputs(params: dict, triggering_asset_events=None) -> list[dict]:
         """The ingest parameters of every new input of this run (none: ingest is skipped). Named ROOT
         files must be inside the data root or HEP_INPUT_ROOTS, or URLs of an allowed scheme."""
-        import os
-
         from airflow.sdk.exceptions import AirflowFailException
 
         from hep_tasks.catalog import ingest_inputs
@@ -154,7 +163,7 @@ with DAG(
         if params["input_path"]:
             settings = PipelineSettings.from_values({})
             try:
-                check_input_locations(params["input_path"], [settings.data_root, *settings.input_roots.split(os.pathsep)])
+                check_input_locations(params["input_path"], settings.input_locations())
             except PipelineError as err:
                 raise AirflowFailException(str(err)) from None  # a wrong parameter: no retry
 

@@ -21,7 +21,7 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 from hep_airflow.assets import INGESTED_EVENTS, SCORES
 from hep_airflow.operators import HepStageOperator
 
-from hep_tasks.config import IngestParams
+from hep_tasks.config import MAX_VALUE_CHARS, IngestParams
 from hep_tasks.train.hyperparameters import MODELS as MODEL_NAMES
 
 ING = IngestParams.from_values(check=False)  # defaults: the code's, or HEP_INGEST_* where the DAG processor runs
@@ -37,16 +37,16 @@ with DAG(
     default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2)},
     params={
         "input_path": Param(
-            None, type=["null", "string"], title="Input ROOT files",
+            None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Input ROOT files",
             description="ROOT files to score (paths, globs or URLs, comma separated; `process=` prefixes "
             "allowed); they are ingested and checked first. Empty = score *Ingest version*.",
         ),
         "ingest_version": Param(
-            None, type=["null", "string"], title="Ingest version",
+            None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Ingest version",
             description="An ingest version id to score when no input files are given; empty = the latest checked one.",
         ),
         "model_version": Param(
-            None, type=["null", "string"], title="Model version",
+            None, type=["null", "string"], maxLength=MAX_VALUE_CHARS, title="Model version",
             description="A train version id; empty = the latest model version that passed check_model.",
         ),
         "models": Param(

@@ -56,14 +56,15 @@ def publish(store: DatasetStore, versions: Mapping[str, str | list[str]]) -> dic
     if failed:
         raise DatasetError(f"not published, since not every check passed: {', '.join(failed)}")
     out: dict[str, Any] = {}
-    for stage in PUBLISHED_STAGES:
-        if stage not in named:
-            continue
-        newest = max(named[stage], key=lambda v: manifests[(stage, v)]["created_at"])
-        store.set_latest(stage, newest)
-        summaries = [summary(store, manifests[(stage, v)]) for v in named[stage]]
-        out[stage] = summaries[0] if isinstance(versions[stage], str) else summaries
-    out["index"] = write_index(store)
+    with store.exclusive("publish"):  # two publishes at once never leave the stages' latest mixed
+        for stage in PUBLISHED_STAGES:
+            if stage not in named:
+                continue
+            newest = max(named[stage], key=lambda v: manifests[(stage, v)]["created_at"])
+            store.set_latest(stage, newest)
+            summaries = [summary(store, manifests[(stage, v)]) for v in named[stage]]
+            out[stage] = summaries[0] if isinstance(versions[stage], str) else summaries
+        out["index"] = write_index(store)
     return out
 
 

@@ -1,8 +1,10 @@
 """The command line every stage shares: ``python -m hep_tasks <stage> [--param value ...]``.
 
 Parses and validates everything before Spark starts (a bad value exits with status 2 and a one-line
-message naming the parameter), sets up logging, creates the Spark session, runs the stage, and, when
-``--run-key`` is given, records the result under ``<data_root>/_runs/`` for the launcher (Airflow).
+message naming the parameter; ROOT files given to ``ingest --input`` must pass the input-location
+policy of a ``hep_pipeline`` run, :func:`hep_tasks.ingest.inputs.check_input_locations`), sets up
+logging, creates the Spark session, runs the stage, and, when ``--run-key`` is given, records the
+result under ``<data_root>/_runs/`` for the launcher (Airflow).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hep_tasks.config import ConfigError, PipelineSettings, _Params
+from hep_tasks.config import ConfigError, IngestParams, PipelineSettings, _Params
 from hep_tasks.datasets import DatasetStore
 from hep_tasks.errors import PipelineError
+from hep_tasks.ingest.inputs import check_input_locations, names_files
 from hep_tasks.stages import STAGES
 
 log = logging.getLogger("hep_tasks")
@@ -45,6 +48,16 @@ def _add_param_flags(group: argparse._ArgumentGroup, params: type[_Params]) -> N
         )
 
 
+def check_locations(params: _Params, settings: PipelineSettings) -> None:
+    """Refuse ROOT files named as ingest input outside the allowed locations, as a hep_pipeline run
+    does in its ``new_inputs`` task and with the same message; raises ConfigError."""
+    if isinstance(params, IngestParams) and names_files(params.input):
+        try:
+            check_input_locations(params.input, settings.input_locations())
+        except PipelineError as err:
+            raise ConfigError(str(err)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -54,10 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     stage = STAGES[args.stage]
     try:
-        settings = PipelineSettings.from_values({"data_root": args.data_root, "spark_master": args.spark_master})
+        settings = PipelineSettings.from_values({f.name: getattr(args, f.name) for f in PipelineSettings.fields()})
         params = stage.params.from_values(
             {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_")}
         )
+        check_locations(params, settings)
         store = DatasetStore(settings.data_root)
         try:
             store.check_writable()

@@ -8,7 +8,8 @@ flags of ``python -m hep_tasks <stage>``, which is what Airflow's DAG params bec
 - Stage parameters: ``HEP_<STAGE>_<PARAM>``, for instance ``HEP_SIMULATE_EVENTS_PER_FILE=500``.
 
 Every value is validated before any Spark work starts; a bad value raises :class:`ConfigError` with a
-one-line message naming the parameter, the value and what is allowed.
+one-line message naming the parameter, the value and what is allowed. A value longer than
+:data:`MAX_VALUE_CHARS` is refused without being echoed.
 
 >>> SimulateParams.from_values({"events_per_file": "50"}, env={}).events_per_file
 50
@@ -32,6 +33,19 @@ from hep_tasks.train.hyperparameters import MODELS, parse_overrides
 from hep_tasks.tune.space import parse_space
 
 
+#: Longest value (as text) any setting or parameter may have: far above any real one (a long list of
+#: input files, a JSON search space), far below what would flood a log or a manifest.
+MAX_VALUE_CHARS = 65536
+#: Most events per ingest split: above any real ROOT file's entries per Spark task.
+MAX_ENTRIES_PER_SPLIT = 100_000_000
+#: Upper bounds of counts a run can ask for: far above any real run, and checked the same way by the
+#: CLI and by the DAG params (their ``maximum``), so a typo such as 10**12 epochs is refused at once.
+MAX_EPOCHS = 10_000
+MAX_TRIALS = 10_000
+MAX_WORKERS = 1_024
+MAX_TIME_BUDGET_S = 7 * 24 * 3600
+
+
 class ConfigError(PipelineError, ValueError):
     """A parameter has a value the pipeline cannot use; the message names it."""
 
@@ -43,6 +57,20 @@ def _param(default: Any, help: str, check: Callable[[Any], str | None] | None = 
 
 def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be a positive integer"
+
+
+def _positive_up_to(high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return _positive(value) or (None if value <= high else f"must be at most {high}")
+
+    return check
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+
+    return check
 
 
 def _non_negative(value: Any) -> str | None:
@@ -203,6 +231,9 @@ class _Params:
         kwargs: dict[str, Any] = {}
         for f in cls.fields():
             raw = values.get(f.name, env.get(cls.env_name(f.name), f.default))
+            if len(str(raw)) > MAX_VALUE_CHARS:
+                raise ConfigError(f"invalid parameter {cls.section}.{f.name}: a value of {len(str(raw))} characters "
+                                  f"(at most {MAX_VALUE_CHARS})")  # fmt: skip
             try:
                 value = _coerce(raw, hints[f.name])
             except ValueError:
@@ -252,6 +283,11 @@ class PipelineSettings(_Params):
             settings = dataclasses.replace(settings, data_root=os.path.abspath(settings.data_root))
         return settings
 
+    def input_locations(self) -> list[str]:
+        """The local directories ROOT files named as input may come from: the data root and
+        ``input_roots`` (see :func:`hep_tasks.ingest.inputs.check_input_locations`)."""
+        return [self.data_root, *filter(None, self.input_roots.split(os.pathsep))]
+
 
 @dataclass(frozen=True)
 class SimulateParams(_Params):
@@ -285,7 +321,9 @@ class IngestParams(_Params):
     section: ClassVar[str] = "ingest"
     input: str = _param("", "ROOT input: a simulate version id, or paths/globs/URLs of ROOT files (comma separated); empty = latest simulate version.")
     on_bad_file: str = _param("skip", "What to do with an unreadable file: skip (quarantine and go on) or fail.", _one_of("skip", "fail"))
-    entries_per_split: int = _param(20000, "Events per Spark partition (file, entry range).", _positive)
+    entries_per_split: int = _param(
+        20000, "Events per Spark partition (file, entry range).", _between(1, MAX_ENTRIES_PER_SPLIT)
+    )
     max_quarantined_fraction: float = _param(0.1, "Largest fraction of quarantined files the quality suite accepts.", _unit_interval)
 
 
@@ -311,8 +349,8 @@ class TrainParams(_Params):
     section: ClassVar[str] = "train"
     input: str = _param("", "Prepare version id to train on; empty = latest prepare version.")
     models: tuple[str, ...] = _param(MODELS, f"Models to train, comma separated ({', '.join(MODELS)}).", _models)
-    workers: int = _param(2, "Training workers: Spark tasks of one barrier stage, one TensorFlow worker each.", _positive)
-    epochs: int = _param(10, "Most epochs per model (early stopping may end sooner).", _positive)
+    workers: int = _param(2, "Training workers: Spark tasks of one barrier stage, one TensorFlow worker each.", _positive_up_to(MAX_WORKERS))
+    epochs: int = _param(10, "Most epochs per model (early stopping may end sooner).", _positive_up_to(MAX_EPOCHS))
     batch_size: int = _param(0, "Events per worker and step (lowered on small data so an epoch has 8 steps); 0 = the model's default.", _non_negative)
     learning_rate: float = _param(
         0.0, "Adam learning rate at a global batch of 256, scaled by sqrt(global batch / 256); 0 = the model's default.",
@@ -345,13 +383,13 @@ class TuneParams(_Params):
     section: ClassVar[str] = "tune"
     input: str = _param("", "Prepare version id to tune on; empty = latest prepare version.")
     models: tuple[str, ...] = _param(MODELS, f"Models to tune, comma separated ({', '.join(MODELS)}); one study each.", _models)
-    trials: int = _param(16, "Trials per model (finished ones: completed, pruned or failed).", _positive)
+    trials: int = _param(16, "Trials per model (finished ones: completed, pruned or failed).", _positive_up_to(MAX_TRIALS))
     parallel_trials: int = _param(0, "Trials per round, one Spark task each; 0 = the application's task slots.", _non_negative)
     time_budget_s: int = _param(
         1800, "Seconds for the whole search, shared equally by the models; no round starts after it "
-        "(a started round finishes, and every model gets at least one).", _positive,
+        "(a started round finishes, and every model gets at least one).", _positive_up_to(MAX_TIME_BUDGET_S),
     )
-    epochs: int = _param(4, "Training epochs per trial.", _positive)
+    epochs: int = _param(4, "Training epochs per trial.", _positive_up_to(MAX_EPOCHS))
     subsample_fraction: float = _param(0.25, "Seeded fraction of the train split the trials use (1 = all of it).", _subsample)
     validation_fraction: float = _param(0.2, "Seeded fraction of that subsample held out to validate the trials (test stays untouched).", _fraction)
     search_space: str = _param(

@@ -16,6 +16,11 @@ On a local file system the commit is one ``os.rename`` of the temporary director
 when another attempt committed the same version first. On object stores (s3a://, ...) rename is a
 copy; there the manifest is written last and is the commit marker that readers look for.
 
+On a local file system each attempt holds an exclusive ``flock`` on ``_tmp/<version>-<attempt>.lock``
+while it lives; the kernel releases it when the process dies, even by SIGKILL. ``begin`` removes the
+temporary directories of the stage's attempts whose lock nobody holds any more (killed jobs), never a
+live one's.
+
 >>> version_id("simulate", {}, {"events_per_file": 10}, "0.1.0+abc")[:4]
 'sim-'
 """
@@ -23,11 +28,13 @@ copy; there the manifest is written last and is the commit marker that readers l
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import posixpath
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -46,7 +53,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
 LATEST = "latest"
 TMP = "_tmp"
+LOCK = ".lock"
 RUNS = "_runs"
+#: Attempt locks held by this process (see :meth:`DatasetStore._attempt_lock`).
+_HELD_LOCKS: set[str] = set()
 
 
 class DatasetError(PipelineError):
@@ -245,6 +255,21 @@ class DatasetStore:
         self.write_text_atomic(self.path(stage, LATEST), version + "\n")
         log.info("%s latest -> %s", stage, version)
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold ``<root>/_<name>.lock`` exclusively (processes of this machine or sharing its file
+        system wait for each other); a no-op on object stores, which have no locks."""
+        if not self.is_local:
+            yield
+            return
+        self.fs.makedirs(self.path(), exist_ok=True)
+        fd = os.open(self.path(f"_{name}{LOCK}"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the file stays for the next one
+
     def update_manifest(self, stage: str, version: str, **fields: Any) -> dict[str, Any]:
         """Rewrite the manifest of a committed version with ``fields`` replaced (atomically)."""
         manifest = self.read_manifest(stage, version) | fields
@@ -273,18 +298,61 @@ class DatasetStore:
         """Open a temporary location for ``version``; commit it with :meth:`PendingVersion.commit`.
 
         If the block raises (or the process dies), nothing becomes visible; the temporary
-        directory is removed on a Python error and ignored by every reader otherwise.
+        directory is removed on a Python error, ignored by every reader otherwise, and on a local
+        file system removed by the stage's next ``begin`` once its process has died.
         """
         attempt = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         pending = PendingVersion(self, stage, version, self.path(stage, TMP, f"{version}-{attempt}"))
-        self.fs.makedirs(pending.path, exist_ok=True)
+        with self._attempt_lock(pending.path):
+            self._remove_abandoned_attempts(stage)
+            self.fs.makedirs(pending.path, exist_ok=True)
+            try:
+                yield pending
+                if not pending.committed:
+                    raise DatasetError(f"{stage} version {version} was written but never committed")
+            finally:
+                if self.fs.exists(pending.path):
+                    self.fs.rm(pending.path, recursive=True)
+
+    @contextmanager
+    def _attempt_lock(self, attempt_path: str) -> Iterator[None]:
+        """Hold ``<attempt_path>.lock`` locked while the attempt lives (local file systems only)."""
+        if not self.is_local:
+            yield
+            return
+        os.makedirs(posixpath.dirname(attempt_path), exist_ok=True)
+        lock = f"{attempt_path}{LOCK}"
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            yield pending
-            if not pending.committed:
-                raise DatasetError(f"{stage} version {version} was written but never committed")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD_LOCKS.add(lock)
+            yield
         finally:
-            if self.fs.exists(pending.path):
-                self.fs.rm(pending.path, recursive=True)
+            _HELD_LOCKS.discard(lock)
+            Path(lock).unlink(missing_ok=True)
+            os.close(fd)
+
+    def _remove_abandoned_attempts(self, stage: str) -> None:
+        """Remove the temporary directories of ``stage``'s attempts whose process has died."""
+        if not self.is_local:
+            return
+        for lock in Path(self.path(stage, TMP)).glob(f"*{LOCK}"):
+            if str(lock) in _HELD_LOCKS:  # flock emulated by POSIX locks (NFS) does not exclude its own process
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:  # its attempt just ended
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live attempt
+                os.close(fd)
+                continue
+            attempt = str(lock)[: -len(LOCK)]
+            log.warning("removing %s, left by an attempt that did not finish", attempt)
+            shutil.rmtree(attempt, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            os.close(fd)
 
 
 @dataclass
@@ -320,20 +388,25 @@ class PendingVersion:
             with store.fs.open(posixpath.join(self.path, MANIFEST), "w") as f:
                 f.write(text)
             try:
-                os.rename(self.path, final)
+                os.rename(self.path, final)  # refused if another attempt's directory is there
             except OSError:
                 if not store.exists(self.stage, self.version):
                     raise
-                log.info("%s version %s was committed by another attempt", self.stage, self.version)
-                self.committed = True
-                return store.read_manifest(self.stage, self.version)
+                return self._reuse_committed()
         else:
+            if store.exists(self.stage, self.version):  # a copy must not merge into a committed version
+                return self._reuse_committed()
             store.fs.mv(self.path, final, recursive=True)
             with store.fs.open(posixpath.join(final, MANIFEST), "w") as f:
                 f.write(text)
         self.committed = True
         log.info("committed %s version %s at %s", self.stage, self.version, store.url(self.stage, self.version))
         return manifest
+
+    def _reuse_committed(self) -> dict[str, Any]:
+        log.info("%s version %s was committed by another attempt", self.stage, self.version)
+        self.committed = True
+        return self.store.read_manifest(self.stage, self.version)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ When ``spark-submit`` starts a job it sets the master; otherwise (tests, benchma
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import posixpath
@@ -82,7 +83,11 @@ def collect_small(data: DataFrame | RDD, max_rows: int) -> list[Any]:
 
     Datasets never come to the driver; this guard makes the intent checkable.
     """
-    rows = data.limit(max_rows + 1).collect() if hasattr(data, "limit") else data.take(max_rows + 1)
+    if hasattr(data, "limit"):
+        rows = data.limit(max_rows + 1).collect()
+    else:  # one job over every partition at once (RDD.take would scan them a few at a time)
+        bound = max_rows + 1
+        rows = data.mapPartitions(lambda it: itertools.islice(it, bound)).collect()
     if len(rows) > max_rows:
         raise RuntimeError(f"refusing to collect more than {max_rows} rows to the driver")
     return rows

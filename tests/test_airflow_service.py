@@ -301,6 +301,31 @@ def test_rest_api_needs_credentials_and_runs_the_pipeline_on_postgres(airflow_se
             assert all(addr.ip == "127.0.0.1" for addr in listening), (p.cmdline()[:3], listening)
 
 
+@pytest.mark.parametrize(
+    ("conf", "param"),
+    [({"epochs": "many"}, "epochs"), ({"max_quarantined_fraction": 10**12}, "max_quarantined_fraction"),
+     ({"models": "hlf"}, "models"), ({"on_bad_file": "x" * 100_000}, "on_bad_file")],
+    ids=["text-for-integer", "huge-number", "string-for-array", "100kB-string-outside-enum"],
+)  # fmt: skip
+def test_rest_api_refuses_a_run_with_a_wrong_param_naming_it(airflow_service, pipeline_run, conf, param):
+    status, body = airflow_service.call("POST", "/api/v2/dags/hep_pipeline/dagRuns", {"logical_date": None, "conf": conf})
+    assert status == 400, body
+    assert body["detail"].startswith(f"Invalid input for param {param}: "), body
+
+
+def test_no_credentials_in_the_service_and_task_logs(airflow_service, pipeline_run):
+    """The admin password, the PostgreSQL password and a bearer token appear in no log line of the
+    services or of the pipeline's tasks, nor in the stages' run records."""
+    service = airflow_service
+    database_password = service.database.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    secrets_ = {"admin password": service.password, "database password": database_password, "token": service.token()}
+    files = [p for folder in (Path(service.env["AIRFLOW_HOME"]) / "logs", Path(service.env["HEP_DATA_ROOT"]) / "_runs")
+             for p in folder.rglob("*") if p.is_file()]  # fmt: skip
+    assert any("service" in p.parts for p in files) and any(p.name.endswith(".log") and "dag_id=hep_pipeline" in str(p) for p in files)
+    leaks = [f"{name} in {p}" for p in files for name, secret in secrets_.items() if secret in p.read_text(errors="replace")]
+    assert leaks == []
+
+
 # --- the browser ------------------------------------------------------------------------------
 
 CHROMIUM_ARGS = [

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -80,34 +81,74 @@ def test_update_manifest_and_run_records(tmp_path):
     assert store.read_run_record("dag__run__task__1") == {"version": "ing-a"}
 
 
-def test_a_job_killed_mid_write_leaves_no_visible_version(tmp_path):
+def _start_writer(data_root, version: str) -> subprocess.Popen:
+    """A process that opens a pending ``version``, writes a file, says "writing", and commits when
+    it reads a line on stdin."""
     writer = textwrap.dedent(
         f"""
-        import os, sys, time
+        import os, sys
         from hep_tasks.datasets import DatasetStore
-        store = DatasetStore({str(tmp_path)!r})
-        with store.begin("ingest", "ing-killed") as pending:
+        store = DatasetStore({str(data_root)!r})
+        with store.begin("ingest", {version!r}) as pending:
             with open(os.path.join(pending.path, "part-0.parquet"), "w") as f:
                 f.write("x" * 1000)
             print("writing", flush=True)
-            time.sleep(60)
+            sys.stdin.readline()
             pending.commit({{}})
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def _attempt_dirs(data_root) -> list[str]:
+    return [p.name for p in (data_root / "ingest" / "_tmp").iterdir() if p.is_dir()]
+
+
+def test_a_job_killed_mid_write_leaves_no_visible_version(tmp_path):
+    proc = _start_writer(tmp_path, "ing-killed")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     store = DatasetStore(str(tmp_path))
     assert not store.exists("ingest", "ing-killed")
     assert store.versions("ingest") == []
     assert not (tmp_path / "ingest" / "ing-killed").exists()
-    # the leftover lives only under _tmp, and a rerun commits normally
-    assert len(os.listdir(tmp_path / "ingest" / "_tmp")) == 1
+    # the leftover lives only under _tmp; a rerun removes it and commits normally
+    assert len(_attempt_dirs(tmp_path)) == 1
     with store.begin("ingest", "ing-killed") as pending:
         pending.commit({"counts": {"total": 0}})
     assert store.versions("ingest") == ["ing-killed"]
     assert json.loads((tmp_path / "ingest" / "ing-killed" / "_manifest.json").read_text())["stage"] == "ingest"
+    assert os.listdir(tmp_path / "ingest" / "_tmp") == []
+
+
+def test_a_new_attempt_keeps_the_pending_files_of_a_live_one(tmp_path):
+    proc = _start_writer(tmp_path, "ing-live")
+    store = DatasetStore(str(tmp_path))
+    with store.begin("ingest", "ing-other") as pending:
+        assert len(_attempt_dirs(tmp_path)) == 2  # the live attempt's directory was not removed
+        pending.commit({})
+    proc.communicate("commit\n", timeout=30)
+    assert proc.returncode == 0
+    assert sorted(store.versions("ingest")) == ["ing-live", "ing-other"]
+    assert (tmp_path / "ingest" / "ing-live" / "part-0.parquet").stat().st_size == 1000
+    assert os.listdir(tmp_path / "ingest" / "_tmp") == []
+
+
+def test_an_object_store_commit_never_merges_into_a_committed_version():
+    """On object stores the commit is a copy: a second attempt must not copy its files into the first's version."""
+    store = DatasetStore(f"memory://datasets-{uuid.uuid4().hex}")
+    with store.begin("ingest", "ing-1") as first, store.begin("ingest", "ing-1") as second:
+        for pending, name in ((first, "part-a.parquet"), (second, "part-b.parquet")):
+            with store.fs.open(f"{pending.path}/{name}", "w") as f:
+                f.write(name)
+        m1 = first.commit({"n": 1})
+        m2 = second.commit({"n": 2})
+    assert m2 == m1 == store.read_manifest("ingest", "ing-1")
+    committed = sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(store.path("ingest", "ing-1"), detail=False))
+    assert committed == ["_manifest.json", "part-a.parquet"]
+    assert store.fs.ls(store.path("ingest", "_tmp"), detail=False) == []
 
 
 def test_code_version_covers_only_the_modules_a_stage_runs():

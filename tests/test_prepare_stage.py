@@ -49,7 +49,7 @@ def test_balancing_keeps_exact_equal_counts(spark, ingested):
     keyed = prepare.assign_split(_events(spark, *ingested), 0.2, 1)
     before = prepare.class_counts(keyed)
     targets = {s: min(before[s].values()) for s in prepare.SPLITS}
-    after = prepare.class_counts(prepare.balance(keyed, targets, 1))
+    after = prepare.class_counts(prepare.balance(keyed, targets))
     assert after == {s: dict.fromkeys(before[s], targets[s]) for s in prepare.SPLITS}
 
 

@@ -98,7 +98,7 @@ def test_ingest_and_training_run_on_both_workers(cluster, tmp_path, sample_files
     data, events = tmp_path / "data", tmp_path / "events"
     events.mkdir()
     spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
-    ingested = _submit(cluster["master"], events, data, "ingest", "--input", spec, "--entries-per-split", "20")
+    ingested = _submit(cluster["master"], events, data, "ingest", "--input", spec, "--input-roots", str(Path(__file__).parent / "data"), "--entries-per-split", "20")
     assert ingested["rows"]["total"] > 0
 
     # prepare in this process (local[2]); its checks have their own tests, so mark both versions checked

@@ -25,11 +25,11 @@ def _submit(data_root, *args) -> dict:
 
 def test_ingest_prepare_and_their_checks_through_spark_submit(tmp_path, input_dir):
     data = tmp_path / "data"
-    ingested = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--entries-per-split", "40")
+    ingested = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--input-roots", str(input_dir), "--entries-per-split", "40")
     assert ingested["stage"] == "ingest" and ingested["rows"]["total"] > 0
     checked = _submit(data, "quality", "--stage", "ingest", "--version", ingested["version"])
     assert checked["quality"] == "passed"
-    again = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--entries-per-split", "40")
+    again = _submit(data, "ingest", "--input", f"{input_dir}/*.root", "--input-roots", str(input_dir), "--entries-per-split", "40")
     assert again["version"] == ingested["version"] and again["spark_work"] is False  # nothing new: no Spark job
 
     prepared = _submit(data, "prepare", "--input", ingested["version"], "--files-per-split", "2")

@@ -9,8 +9,7 @@ Options:
   (what :func:`inspect_inputs` returns); or ``path`` (the ``load()`` argument): comma-separated
   ``[process=]path-or-glob`` items, inspected on the driver.
 - ``entriesPerSplit`` (default 20000), ``chunkEntries`` (default 2000): split and read sizes.
-- ``onBadFile``: ``fail`` (default) raises; ``skip`` records the problem and goes on.
-- ``statsDir``: where each split writes ``split-<n>.json`` with its cut-flow and any error.
+- ``onBadFile``: ``fail`` (default) raises; ``skip`` drops the rest of a damaged split and goes on.
 
 >>> spark.dataSource.register(DelphesDataSource)                     # doctest: +SKIP
 >>> spark.read.format("delphes").load("ttbar=/data/tt/*.root").count()  # doctest: +SKIP
@@ -19,7 +18,6 @@ Options:
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +26,13 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from hep_tasks.errors import InputFileError
 from hep_tasks.ingest.schema import SPARK_DDL
+from hep_tasks.physics import CUTFLOW_STEPS
 
 FORMAT = "delphes"
+#: The cut-flow of a split: events read, passing each selection step, written.
+CUTFLOW = ("read", *CUTFLOW_STEPS, "written")
+#: Entries read and turned into features at a time (one Arrow batch each).
+CHUNK_ENTRIES = 2000
 
 
 @dataclass
@@ -58,25 +61,50 @@ def plan_splits(files: list[dict[str, Any]], entries_per_split: int) -> list[Spl
     return splits
 
 
+@dataclass
+class SplitTally:
+    """What reading one split found: cut-flow counts, events rejected per invalid-value problem,
+    and the error that quarantined the rest of the split (``onBadFile=skip``)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CUTFLOW, 0))
+    invalid_values: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def record(self, split: Split) -> dict[str, Any]:
+        return {
+            "index": split.index,
+            "url": split.url,
+            "process": split.process,
+            "label": split.label,
+            "start": split.start,
+            "stop": split.stop,
+            "counts": self.counts,
+            "invalid_values": self.invalid_values,
+            "error": self.error,
+        }
+
+
 def read_split(
-    split: Split, chunk_entries: int, on_bad_file: str, stats_dir: str | None
+    split: Split, chunk_entries: int, on_bad_file: str, tally: SplitTally | None = None
 ) -> Iterator[Any]:
-    """Yield the split's selected events as Arrow batches; write its cut-flow record, with the events
-    rejected for invalid values by problem, and the error that quarantined the rest of it."""
+    """Yield the split's selected events as Arrow batches, counting into ``tally`` its cut-flow, the
+    events rejected for invalid values by problem, and the error that quarantined the rest of it."""
     import numpy as np
 
     from hep_tasks.ingest.rootfile import TreeLayout, iterate_events
     from hep_tasks.ingest.schema import to_record_batch
-    from hep_tasks.physics import CUTFLOW_STEPS, compute_features, cutflow_counts
+    from hep_tasks.physics import compute_features, cutflow_counts
 
-    counts = dict.fromkeys(("read", *CUTFLOW_STEPS, "written"), 0)
-    invalid: dict[str, int] = {}
-    error = None
+    tally = tally if tally is not None else SplitTally()
+    counts, invalid = tally.counts, tally.invalid_values
     layout = TreeLayout(split.url, split.stop, split.branches)
     try:
         for first, events in iterate_events(layout, split.start, split.stop, chunk_entries):
             n = len(events["MissingET"])
-            features = compute_features(events)
+            try:
+                features = compute_features(events)
+            except ValueError as err:  # readable, but not shaped as §3 expects (e.g. two MET per event)
+                raise InputFileError(split.url, f"unusable entries {first}-{first + n} ({err})") from None
             counts["read"] += n
             for step, passed in cutflow_counts(features.cutflow).items():
                 counts[step] += passed
@@ -88,29 +116,7 @@ def read_split(
     except InputFileError as err:
         if on_bad_file == "fail":
             raise
-        error = str(err)
-    if stats_dir:
-        _write_stats(stats_dir, split, counts, invalid, error)
-
-
-def _write_stats(stats_dir: str, split: Split, counts: dict[str, int], invalid: dict[str, int], error: str | None) -> None:
-    import fsspec
-
-    record = {
-        "index": split.index,
-        "url": split.url,
-        "process": split.process,
-        "label": split.label,
-        "start": split.start,
-        "stop": split.stop,
-        "counts": counts,
-        "invalid_values": invalid,
-        "error": error,
-    }
-    fs, path = fsspec.core.url_to_fs(stats_dir)
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(posixpath.join(path, f"split-{split.index:06d}.json"), "w") as f:
-        json.dump(record, f)
+        tally.error = str(err)
 
 
 class DelphesDataSource(DataSource):
@@ -130,8 +136,7 @@ class DelphesDataSource(DataSource):
 class DelphesReader(DataSourceReader):
     def __init__(self, options: dict[str, str]) -> None:
         self.on_bad_file = options.get("onBadFile", "fail")
-        self.chunk_entries = int(options.get("chunkEntries", 2000))
-        self.stats_dir = options.get("statsDir")
+        self.chunk_entries = int(options.get("chunkEntries", CHUNK_ENTRIES))
         if "files" in options:
             files = json.loads(options["files"])
         else:
@@ -142,7 +147,7 @@ class DelphesReader(DataSourceReader):
         return self.splits
 
     def read(self, partition: Split) -> Iterator[Any]:
-        return read_split(partition, self.chunk_entries, self.on_bad_file, self.stats_dir)
+        return read_split(partition, self.chunk_entries, self.on_bad_file)
 
 
 def _inspect_on_driver(spec: str, on_bad_file: str) -> list[dict[str, Any]]:

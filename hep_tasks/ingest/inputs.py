@@ -58,10 +58,20 @@ def process_from_path(url: str) -> str | None:
     return None
 
 
+def names_files(spec: str) -> bool:
+    """Whether ``spec`` names ROOT files, rather than a simulate version (empty: the latest one).
+
+    >>> names_files("ttbar=/data/tt/*.root"), names_files("sim-0123456789abcdef"), names_files(" ")
+    (True, False, False)
+    """
+    spec = spec.strip()
+    return bool(spec) and not _VERSION.match(spec)
+
+
 def resolve_inputs(store: DatasetStore, spec: str) -> tuple[list[InputFile], dict[str, str]]:
     """The files to ingest and the input-version record for the version id."""
     spec = spec.strip()
-    if not spec or _VERSION.match(spec):
+    if not names_files(spec):
         version = store.resolve(SIMULATE, spec)
         manifest = store.read_manifest(SIMULATE, version)
         files = [InputFile(store.url(SIMULATE, version, f["path"]), f["process"]) for f in manifest["files"]]

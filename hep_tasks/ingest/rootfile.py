@@ -72,6 +72,7 @@ def inspect_file(path: str) -> TreeLayout:
     """Open ``path``, find the tree and the branches of every needed field; raises InputFileError."""
     tree = _open_tree(path)
     branches = branch_map(tree.keys(recursive=True), path)
+    check_branch_types(tree, branches, path)
     if tree.num_entries == 0:
         raise InputFileError(path, f"empty tree {TREE!r} (0 entries)")
     return TreeLayout(path=path, entries=int(tree.num_entries), branches=branches)
@@ -109,6 +110,21 @@ def branch_map(keys: list[str], path: str) -> dict[str, dict[str, str]]:
             {f: available[f"{collection}.{f}"] for f in fields if f"{collection}.{f}" in available}
         )
     return branches
+
+
+def check_branch_types(tree, branches: Mapping[str, Mapping[str, str]], path: str) -> None:
+    """Every needed branch must hold a list of numbers per event (one per object of its collection);
+    a scalar per event, or booleans or strings, would be broadcast or misread silently."""
+    import uproot
+
+    for fields in branches.values():
+        for name in fields.values():
+            interpretation = tree[name].interpretation
+            dtype = getattr(getattr(interpretation, "content", None), "from_dtype", None)
+            if not isinstance(interpretation, uproot.AsJagged) or dtype is None or dtype.kind not in "iuf":
+                raise InputFileError(
+                    path, f"branch {name} holds {tree[name].typename}, not a list of numbers per event, in tree {TREE!r}"
+                )
 
 
 def iterate_events(

@@ -47,16 +47,36 @@ def spark_ddl(schema: pa.Schema) -> str:
 SPARK_DDL = spark_ddl(ARROW_SCHEMA)
 
 
+def numeric(values: np.ndarray) -> pa.Array:
+    """A 1-d NumPy array as an Arrow array over the same memory.
+
+    Built from buffers: ``pa.array`` on NumPy input imports pandas (≈ 1 s in every fresh Python
+    worker), which the ingest tasks otherwise never need.
+    """
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def repeated(text: str, n: int) -> pa.StringArray:
+    """``text`` ``n`` times as an Arrow string array (without ``pa.scalar``, which imports pandas).
+
+    >>> repeated("ab", 2).to_pylist()
+    ['ab', 'ab']
+    """
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * len(data)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+
+
 def fixed_rows(values: np.ndarray, width: int) -> pa.ListArray:
     """A (n, width) array as an Arrow list<float32> column (one list of ``width`` per row)."""
-    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel())
-    offsets = pa.array(np.arange(0, len(values) * width + 1, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, flat)
+    flat = numeric(np.asarray(values, dtype=np.float32).ravel())
+    return pa.ListArray.from_arrays(numeric(np.arange(0, len(values) * width + 1, width, dtype=np.int32)), flat)
 
 
 def jagged_rows(offsets: np.ndarray, rows: np.ndarray, width: int) -> pa.ListArray:
     """Per-event row lists (``offsets`` into ``rows`` of ``width`` floats) as list<list<float32>>."""
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), fixed_rows(rows, width))
+    return pa.ListArray.from_arrays(numeric(offsets.astype(np.int32)), fixed_rows(rows, width))
 
 
 def to_record_batch(
@@ -66,13 +86,13 @@ def to_record_batch(
     n = features.n_selected
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(np.full(n, label, dtype=np.int32)),
-            pa.repeat(pa.scalar(process, pa.string()), n),
+            numeric(np.full(n, label, dtype=np.int32)),
+            repeated(process, n),
             fixed_rows(features.hlf, N_HLF),
             jagged_rows(features.particle_offsets, features.particles, N_PARTICLE_FEATURES),
-            pa.array(np.diff(features.particle_offsets).astype(np.int32)),
-            pa.repeat(pa.scalar(source_file, pa.string()), n),
-            pa.array(np.asarray(entries)[features.selected].astype(np.int64)),
+            numeric(np.diff(features.particle_offsets).astype(np.int32)),
+            repeated(source_file, n),
+            numeric(np.asarray(entries)[features.selected].astype(np.int64)),
         ],
         schema=ARROW_SCHEMA,
     )

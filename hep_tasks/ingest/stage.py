@@ -1,16 +1,17 @@
 """The ingest stage: ROOT files -> Parquet events with the §3 features, a cut-flow and a quarantine.
 
 Steps: resolve the inputs (a simulate version or user paths) -> inspect every file in Spark tasks
-(header, tree, collections) -> read (file, entry range) splits through the ``delphes`` data source
--> write Parquet into the pending version -> manifest with per-class cut-flow, quarantined files,
-events rejected for invalid values (NaN/inf, negative momenta, |Eta| > 10: per event, so the rest
-of the file is kept) and file checksums -> atomic commit. The ``latest`` pointer moves only when
-every check of the run passed (``publish``).
+(header, tree, collections) -> one Spark task per (file, entry range) split reads it with uproot,
+computes the features and writes its own Parquet file into the pending version with pyarrow
+(``hep_tasks.partfiles``: atomic per attempt, checksummed while written), returning its cut-flow
+-> manifest with per-class cut-flow, quarantined files, events rejected for invalid values
+(NaN/inf, negative momenta, |Eta| > 10: per event, so the rest of the file is kept) and file
+checksums -> atomic commit. Two Spark jobs in all; the JVM only schedules. The ``latest`` pointer
+moves only when every check of the run passed (``publish``).
 
 Output version layout::
 
-    <version>/events/part-*.parquet   the events (schema in hep_tasks.ingest.schema)
-    <version>/_splits/split-*.json    per-split cut-flow and errors (read back by the driver)
+    <version>/events/part-<split>.parquet   the events (schema in hep_tasks.ingest.schema)
     <version>/_manifest.json
 """
 
@@ -26,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 from hep_tasks.config import IngestParams
 from hep_tasks.datasets import DatasetStore, code_version, summary, version_id
 from hep_tasks.errors import InputFileError, PipelineError
-from hep_tasks.ingest.datasource import FORMAT, DelphesDataSource, file_record
+from hep_tasks.ingest.datasource import CHUNK_ENTRIES, CUTFLOW, Split, SplitTally, file_record, plan_splits, read_split
 from hep_tasks.ingest.inputs import InputFile, resolve_inputs
-from hep_tasks.physics import CUTFLOW_STEPS
-from hep_tasks.processes import PROCESS_OF_LABEL
-from hep_tasks.sparkjob import collect_small, file_checksums
+from hep_tasks.ingest.schema import ARROW_SCHEMA
+from hep_tasks.partfiles import drop_attempts, write_part
+from hep_tasks.sparkjob import collect_small
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "ingest"
 EVENTS = "events"
-SPLITS = "_splits"
-CUTFLOW = ("read", *CUTFLOW_STEPS, "written")
 #: Unreadable files named in the error when none is readable (the rest go to the log).
 MAX_LISTED = 5
 
@@ -69,34 +68,23 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
     for q in quarantined:
         log.warning("quarantined %s: %s", q["url"], q["reason"])
 
+    splits = plan_splits(readable, params.entries_per_split)
     with store.begin(STAGE, version) as pending:
-        stats_dir = posixpath.join(pending.path, SPLITS)
-        events = (
-            spark.read.format(FORMAT)
-            .option("files", json.dumps(readable))
-            .option("entriesPerSplit", params.entries_per_split)
-            .option("onBadFile", params.on_bad_file)
-            .option("statsDir", store.fs.unstrip_protocol(stats_dir) if not store.is_local else stats_dir)
-            .load()
-        )
-        try:
-            # float features do not dictionary-encode well; zstd is smaller and faster here than snappy
-            events.write.option("compression", "zstd").option("parquet.enable.dictionary", "false").parquet(
-                posixpath.join(pending.url, EVENTS)
-            )
-        except Exception as err:  # a Spark task failed; show the user our message, not a JVM trace
-            raise _from_spark_failure(err) from None
-        splits = _read_split_stats(store, stats_dir)
-        log.info("read and wrote %d splits in %.1f s", len(splits), time.perf_counter() - started)
+        results = write_events(spark, splits, params, posixpath.join(pending.url, EVENTS))
+        write_seconds = sum(r["file"]["write_seconds"] for r in results)
+        log.info("read and wrote %d splits in %.1f s (task time: %.1f s reading and computing, %.1f s writing)",
+                 len(splits), time.perf_counter() - started, sum(r["task_seconds"] for r in results) - write_seconds,
+                 write_seconds)
+        records = [r["split"] for r in results]
         quarantined += [
-            {"url": s["url"], "entries": [s["start"], s["stop"]], "reason": s["error"]} for s in splits if s["error"]
+            {"url": s["url"], "entries": [s["start"], s["stop"]], "reason": s["error"]} for s in records if s["error"]
         ]
-        invalid = _invalid_values(splits)
+        invalid = _invalid_values(records)
         for url, record in invalid.items():
             log.warning("%s: %d events rejected for invalid values (%s)", url, record["events"],
                         ", ".join(f"{problem}: {n}" for problem, n in record["problems"].items()))
-        written = spark.read.parquet(posixpath.join(pending.url, EVENTS)).groupBy("label").count()
-        per_class = {PROCESS_OF_LABEL[r["label"]]: r["count"] for r in collect_small(written, 3)}
+        cutflow = _cutflow(records)
+        per_class = {process: row["written"] for process, row in cutflow.items()}
         manifest = pending.commit(
             {
                 "inputs": input_versions,
@@ -104,11 +92,14 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
                 "code_version": code_version(__name__),
                 "counts": {"total": sum(per_class.values())} | per_class,
                 "cutflow_steps": list(CUTFLOW),
-                "cutflow": _cutflow(splits),
+                "cutflow": cutflow,
                 "input_files": {"total": len(inputs), "readable": len(readable), "splits": len(splits)},
                 "quarantine": quarantined,
                 "invalid_values": invalid,
-                "files": file_checksums(spark, pending.url),
+                "files": [
+                    {"path": posixpath.join(EVENTS, r["file"]["name"]), "size": r["file"]["size"], "sha256": r["file"]["sha256"]}
+                    for r in results
+                ],
             }
         )
     for process, row in manifest["cutflow"].items():
@@ -118,12 +109,32 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
 
 def inspect_inputs(spark: SparkSession, inputs: list[InputFile]) -> tuple[list[dict], list[dict]]:
     """Open every input's header in Spark tasks; (readable file records, quarantined records)."""
-    spark.dataSource.register(DelphesDataSource)
     rdd = spark.sparkContext.parallelize(inputs, max(1, min(len(inputs), 256))).map(_inspect_one)
     results = collect_small(rdd, len(inputs))
     readable = [r for r in results if "reason" not in r]
     quarantined = [r for r in results if "reason" in r]
     return readable, quarantined
+
+
+def write_events(spark: SparkSession, splits: list[Split], params: IngestParams, url: str) -> list[dict[str, Any]]:
+    """Read, select and write every split in its own Spark task, as ``url/part-<split>.parquet``
+    written with pyarrow by the task; per split: its cut-flow record, its file's checksum and the
+    task's time (``task_seconds``, of which ``file.write_seconds`` writing)."""
+    on_bad_file = params.on_bad_file
+
+    def ingest_split(split: Split) -> dict[str, Any]:
+        started, tally = time.perf_counter(), SplitTally()
+        batches = read_split(split, CHUNK_ENTRIES, on_bad_file, tally)
+        written = write_part(batches, url, f"part-{split.index:05d}.parquet", ARROW_SCHEMA)
+        return {"split": tally.record(split), "file": written, "task_seconds": time.perf_counter() - started}
+
+    rdd = spark.sparkContext.parallelize(splits, max(1, len(splits))).map(ingest_split)
+    try:
+        results = collect_small(rdd, len(splits))
+    except Exception as err:  # a Spark task failed; show the user our message, not a JVM trace
+        raise _from_spark_failure(err) from None
+    drop_attempts(url)
+    return sorted(results, key=lambda r: r["split"]["index"])
 
 
 def _inspect_one(f: InputFile) -> dict[str, Any]:
@@ -133,14 +144,6 @@ def _inspect_one(f: InputFile) -> dict[str, Any]:
         return file_record(f.url, f.process, inspect_file(f.url))
     except InputFileError as err:
         return {"url": f.url, "process": f.process, "reason": err.problem}
-
-
-def _read_split_stats(store: DatasetStore, stats_dir: str) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(store.fs.glob(posixpath.join(stats_dir, "split-*.json"))):
-        with store.fs.open(path, "r") as f:
-            records.append(json.load(f))
-    return records
 
 
 def _cutflow(splits: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

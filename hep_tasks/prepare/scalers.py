@@ -62,6 +62,44 @@ class StandardScaler:
 
 
 @dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations of the rows of a (n, k) array, per column; two
+    are merged exactly as if fitted on the rows of both (Chan et al.'s parallel update), so the
+    standardisation is fitted batch by batch on the executors and merged on the driver.
+
+    >>> a, b = Moments.of(np.array([[1.0], [3.0]])), Moments.of(np.array([[5.0]]))
+    >>> merged = a.merge(b)
+    >>> int(merged.n), merged.mean.tolist(), merged.std.tolist()
+    (3, [3.0], [1.632993161855452])
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> Moments:
+        if not len(rows):
+            return cls(0, np.zeros(rows.shape[1]), np.zeros(rows.shape[1]))
+        mean = rows.mean(axis=0)
+        return cls(len(rows), mean, ((rows - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: Moments) -> Moments:
+        if not other.n:
+            return self
+        if not self.n:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta**2 * (self.n * other.n / n))
+
+    @property
+    def std(self) -> np.ndarray:
+        """Population standard deviation (as Spark's ``stddev_pop``)."""
+        return np.sqrt(self.m2 / self.n)
+
+
+@dataclass(frozen=True)
 class FeatureScalers:
     """The fitted scalers of one prepared version, with what they were fitted on."""
 

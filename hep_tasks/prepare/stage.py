@@ -6,31 +6,40 @@ Order matters (ARCHITECTURE §3-4, fixing the 2019 leak where scalers saw the te
    (source file, entry) and the seed, so it does not depend on partitioning or executor count.
 2. **Balance** each split by undersampling every class to the smallest class, with exact counts:
    events are ranked within (split, class) by a second seeded hash and the first N are kept.
+   Steps 1-2 read only the lineage keys and labels, never the particle payload.
 3. **Fit** MinMax (HLF) and standardisation (particle features, real particles only) on the
-   balanced training split; saved as ``scalers.json``.
-4. **Transform** per Arrow batch (``transform.py``) and **shuffle** (random file assignment and
-   random order within each file), then write ``train/`` and ``test/`` Parquet with row groups of
-   ``rows_per_row_group`` events, the unit streamed into training.
+   balanced training split, per Arrow batch on the executors (moments merged exactly on the
+   driver); saved as ``scalers.json``.
+4. **Transform** per Arrow batch (``transform.py``) and **shuffle** (a seeded hash of the lineage
+   picks each event's output file and its place in it), both splits in one Spark pass; each task
+   writes its ``train/`` or ``test/`` Parquet files with pyarrow (``hep_tasks.partfiles``) in row
+   groups of ``rows_per_row_group`` events, the unit streamed into training.
 
 Spark SQL for the relational part, Arrow batches + NumPy for the per-event arrays; no row UDFs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import posixpath
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from hep_tasks.config import PrepareParams
 from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary, version_id
 from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES
 from hep_tasks.ingest.stage import EVENTS
 from hep_tasks.physics import HLF_FEATURES, PARTICLE_FEATURES
-from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers, MinMaxScaler, StandardScaler
-from hep_tasks.prepare.transform import OUTPUT_DDL, transform_batch
+from hep_tasks.partfiles import drop_attempts, write_part
+from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers, MinMaxScaler, Moments, StandardScaler
+from hep_tasks.prepare.transform import OUTPUT_SCHEMA, particle_rows, transform_batch
 from hep_tasks.processes import LABELS, PROCESS_OF_LABEL
-from hep_tasks.sparkjob import collect_small, file_checksums
+from hep_tasks.sparkjob import collect_small
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -62,8 +71,8 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
     log.info("preparing %s", what)
     events = spark.read.parquet(*(store.url(SOURCE, s, EVENTS) for s in sources))
     check_schema(events, what)
-    keyed = assign_split(events, params.test_fraction, params.seed)
-    before = class_counts(keyed)
+    keys = assign_split(events.select("source_file", "entry", "label"), params.test_fraction, params.seed)
+    before = class_counts(keys)
     for split in SPLITS:
         missing = [p for p, n in before[split].items() if n == 0]
         if missing:
@@ -73,29 +82,27 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
     log.info("events per class before balancing %s; keeping %s per class", before, targets)
-    balanced = balance(keyed, targets, params.seed).persist()
-    try:
-        scalers = fit_scalers(balanced.filter("split = 'train'"), targets["train"] * len(LABELS))
-        log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"], scalers.fitted_on["particles"])
-        with store.begin(STAGE, version) as pending:
-            with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
-                f.write(scalers.dumps())
-            for split in SPLITS:
-                write_split(balanced.filter(f"split = '{split}'"), scalers, posixpath.join(pending.url, split), params)
-            manifest = pending.commit(
-                {
-                    "inputs": {SOURCE: sources},
-                    "parameters": params.to_dict(),
-                    "code_version": code_version(__name__),
-                    "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
-                    | {"total": sum(targets.values()) * len(LABELS)},
-                    "counts_before_balancing": before,
-                    "scalers": ARTIFACT,
-                    "files": file_checksums(spark, pending.url),
-                }
-            )
-    finally:
-        balanced.unpersist()
+    kept = balance(assign_split(events, params.test_fraction, params.seed), targets, cutoffs(keys, targets))
+    scalers = fit_scalers(kept.filter("split = 'train'"), targets["train"] * len(LABELS))
+    log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"], scalers.fitted_on["particles"])
+    with store.begin(STAGE, version) as pending:
+        text = scalers.dumps()
+        with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
+            f.write(text)
+        written = write_splits(output_files(kept, params), scalers, pending.url, params)
+        artifact = {"path": ARTIFACT, "size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        manifest = pending.commit(
+            {
+                "inputs": {SOURCE: sources},
+                "parameters": params.to_dict(),
+                "code_version": code_version(__name__),
+                "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
+                | {"total": sum(targets.values()) * len(LABELS)},
+                "counts_before_balancing": before,
+                "scalers": ARTIFACT,
+                "files": sorted([artifact, *written], key=lambda f: f["path"]),
+            }
+        )
     return summary(store, manifest)
 
 
@@ -186,64 +193,125 @@ def class_counts(df: DataFrame) -> dict[str, dict[str, int]]:
     return counts
 
 
-def balance(keyed: DataFrame, targets: dict[str, int], seed: int) -> DataFrame:
-    """Keep exactly ``targets[split]`` events of every class in each split (seeded choice)."""
+def cutoffs(keyed: DataFrame, targets: dict[str, int]) -> dict[tuple[str, int], tuple[int, str, int]]:
+    """Per (split, label): the ``(_rank, source_file, entry)`` of the ``targets[split]``-th event in
+    seeded order, the last one balancing keeps. Reads the keys only; six small rows come back."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     keys = keyed.select("source_file", "entry", "split", "label", "_rank")
     window = Window.partitionBy("split", "label").orderBy("_rank", "source_file", "entry")
     target = F.when(F.col("split") == "train", targets["train"]).otherwise(targets["test"])
-    keep = keys.withColumn("_n", F.row_number().over(window)).filter(F.col("_n") <= target)
-    return keyed.join(keep.select("source_file", "entry"), ["source_file", "entry"], "left_semi")
+    last = keys.withColumn("_n", F.row_number().over(window)).filter(F.col("_n") == target)
+    rows = collect_small(last, len(SPLITS) * len(LABELS))
+    return {(r["split"], r["label"]): (r["_rank"], r["source_file"], r["entry"]) for r in rows}
+
+
+def balance(keyed: DataFrame, targets: dict[str, int], last: dict[tuple[str, int], tuple[int, str, int]] | None = None) -> DataFrame:
+    """Keep exactly ``targets[split]`` events of every class in each split: those up to the class's
+    cutoff (:func:`cutoffs`, computed here unless given) in seeded order. A filter, not a join, so the
+    events' payload is read where it lies and never shuffled for balancing."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    last = last if last is not None else cutoffs(keyed, targets)
+    order = F.struct("_rank", "source_file", "entry")
+    keep = [
+        (F.col("split") == split) & (F.col("label") == label) & (order <= _key_struct(r, f, e))
+        for (split, label), (r, f, e) in last.items()
+    ]
+    return keyed.filter(reduce(lambda a, b: a | b, keep))
+
+
+def _key_struct(rank: int, source_file: str, entry: int):
+    from pyspark.sql import functions as F
+
+    return F.struct(F.lit(rank).cast("bigint").alias("_rank"), F.lit(source_file).alias("source_file"),
+                    F.lit(entry).cast("bigint").alias("entry"))
+
+
+def output_files(kept: DataFrame, params: PrepareParams) -> DataFrame:
+    """Add each event's output file ``_part`` (``files_per_split`` per split, chosen by a seeded
+    hash of its lineage) and its place in that file, ``_shuffle`` (random order within the file)."""
+    from pyspark.sql import functions as F
+
+    n = params.files_per_split
+    shuffle = _lineage_hash(params.seed, "shuffle")
+    split_index = F.when(F.col("split") == SPLITS[0], 0).otherwise(1)
+    return kept.withColumn("_shuffle", shuffle).withColumn("_part", split_index * n + F.pmod(F.col("_shuffle"), F.lit(n)))
+
+
+_MOMENTS_DDL = "events bigint, hlf_min array<double>, hlf_max array<double>, particles bigint, mean array<double>, m2 array<double>"
 
 
 def fit_scalers(train: DataFrame, n_train: int) -> FeatureScalers:
-    """MinMax of the 14 HLF and mean/std of the 19 particle features over real training particles."""
-    from pyspark.sql import functions as F
+    """MinMax of the 14 HLF and mean/std of the 19 particle features over real training particles,
+    fitted per Arrow batch on the executors and merged on the driver (one row per task)."""
+    from functools import reduce
 
     import numpy as np
 
-    hlf = collect_small(
-        train.select(
-            *[F.min(F.col("hlf")[i]).alias(f"min{i}") for i in range(N_HLF)],
-            *[F.max(F.col("hlf")[i]).alias(f"max{i}") for i in range(N_HLF)],
-        ),
-        1,
-    )[0]
-    p = F.col("p")
-    particles = collect_small(
-        train.select(F.explode("particles").alias("p")).select(
-            F.count(F.lit(1)).alias("n"),
-            *[F.avg(p[j].cast("double")).alias(f"mean{j}") for j in range(N_PARTICLE_FEATURES)],
-            *[F.stddev_pop(p[j].cast("double")).alias(f"std{j}") for j in range(N_PARTICLE_FEATURES)],
-        ),
-        1,
-    )[0]
+    rows = collect_small(train.select("hlf", "particles").mapInArrow(_partial_fit, _MOMENTS_DDL), 1_000_000)
+    fitted = [r for r in rows if r["events"]]
+    particles = reduce(Moments.merge, (Moments(r["particles"], np.array(r["mean"]), np.array(r["m2"])) for r in fitted))
     return FeatureScalers(
         hlf=MinMaxScaler(
-            HLF_FEATURES,
-            np.array([hlf[f"min{i}"] for i in range(N_HLF)], dtype=np.float64),
-            np.array([hlf[f"max{i}"] for i in range(N_HLF)], dtype=np.float64),
+            HLF_FEATURES, np.min([r["hlf_min"] for r in fitted], axis=0), np.max([r["hlf_max"] for r in fitted], axis=0)
         ),
-        particles=StandardScaler(
-            PARTICLE_FEATURES,
-            np.array([particles[f"mean{j}"] for j in range(N_PARTICLE_FEATURES)], dtype=np.float64),
-            np.array([particles[f"std{j}"] for j in range(N_PARTICLE_FEATURES)], dtype=np.float64),
-        ),
-        fitted_on={"split": "train", "events": n_train, "particles": int(particles["n"])},
+        particles=StandardScaler(PARTICLE_FEATURES, particles.mean, particles.std),
+        fitted_on={"split": "train", "events": n_train, "particles": int(particles.n)},
     )
 
 
-def write_split(df: DataFrame, scalers: FeatureScalers, url: str, params: PrepareParams) -> None:
-    """Transform, shuffle and write one split as ``files_per_split`` Parquet files."""
-    shuffle = _lineage_hash(params.seed, "shuffle")
-    shuffled = df.withColumn("_shuffle", shuffle).repartition(params.files_per_split, "_shuffle")
-    ordered = shuffled.sortWithinPartitions("_shuffle").drop("_shuffle", "_rank", "split")
-    prepared = ordered.mapInArrow(lambda batches: (transform_batch(b, scalers) for b in batches), OUTPUT_DDL)
-    (
-        prepared.write.option("parquet.block.row.count.limit", params.rows_per_row_group)
-        .option("parquet.block.size", 256 * 1024 * 1024)
-        .parquet(url)
+def _partial_fit(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One task's share of the scaler fit: HLF minima/maxima and particle moments of its batches."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    events, hlf_min, hlf_max = 0, np.full(N_HLF, np.inf), np.full(N_HLF, -np.inf)
+    moments = Moments.of(np.empty((0, N_PARTICLE_FEATURES)))
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        hlf = pc.list_flatten(batch.column("hlf")).to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, N_HLF)
+        events += batch.num_rows
+        hlf_min, hlf_max = np.minimum(hlf_min, hlf.min(axis=0)), np.maximum(hlf_max, hlf.max(axis=0))
+        moments = moments.merge(Moments.of(particle_rows(batch.column("particles"))[1]))
+    yield pa.RecordBatch.from_pylist(
+        [{"events": events, "hlf_min": hlf_min.tolist(), "hlf_max": hlf_max.tolist(), "particles": moments.n,
+          "mean": moments.mean.tolist(), "m2": moments.m2.tolist()}]
     )
-    log.info("wrote %s: %d files", url, params.files_per_split)
+
+
+def write_splits(rows: DataFrame, scalers: FeatureScalers, url: str, params: PrepareParams) -> list[dict[str, Any]]:
+    """Transform and write both splits in one Spark pass: the events are shuffled to their output
+    file (``_part``) and ordered by ``_shuffle``; each task writes its files with pyarrow (row groups
+    of ``rows_per_row_group``). Returns the manifest's file records."""
+    n, row_group = params.files_per_split, params.rows_per_row_group
+    columns = [*(f.name for f in OUTPUT_SCHEMA if f.name != "label_onehot"), "_part"]
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for part, group in itertools.groupby(_by_part(batches), key=lambda pair: pair[0]):
+            split, name = SPLITS[part // n], f"part-{part % n:05d}.parquet"
+            prepared = (transform_batch(batch, scalers) for _, batch in group)
+            written = write_part(prepared, posixpath.join(url, split), name, OUTPUT_SCHEMA, row_group)
+            yield pa.RecordBatch.from_pylist([written | {"name": posixpath.join(split, name)}])
+
+    ordered = rows.repartition(2 * n, "_part").sortWithinPartitions("_part", "_shuffle").select(*columns)
+    files = collect_small(ordered.mapInArrow(write, "name string, size bigint, sha256 string, rows bigint"), 2 * n)
+    for split in SPLITS:
+        drop_attempts(posixpath.join(url, split))
+    log.info("wrote %d files, %d events", len(files), sum(f["rows"] for f in files))
+    return [{"path": f["name"], "size": f["size"], "sha256": f["sha256"]} for f in files]
+
+
+def _by_part(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(output file, slice) for each run of equal ``_part`` in batches sorted by ``_part``."""
+    import numpy as np
+
+    for batch in batches:
+        parts = batch.column("_part").to_numpy()
+        starts = np.flatnonzero(np.diff(parts, prepend=parts[:1] - 1)) if len(parts) else []
+        for start, stop in zip(starts, [*starts[1:], len(parts)]):
+            yield int(parts[start]), batch.slice(start, stop - start)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES, fixed_rows, jagged_rows, spark_ddl
+from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES, fixed_rows, jagged_rows
 from hep_tasks.physics import PARTICLE_FEATURES, delta_r
 from hep_tasks.prepare.scalers import FeatureScalers
 from hep_tasks.processes import LABELS
@@ -32,7 +32,6 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("entry", pa.int64()),
     ]
 )
-OUTPUT_DDL = spark_ddl(OUTPUT_SCHEMA)
 
 
 def particle_rows(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,9 @@
 Used by ``evaluate`` (on the prepared test split) and ``score`` (on ingested events, which first
 get the model's own scalers and the ΔR sort, :func:`hep_tasks.prepare.transform.transform_batch`).
 
-- Each Python worker loads a model once (``.keras``, Keras safe mode on) and keeps it for every
-  later batch and task; TensorFlow runs with one thread per Spark task.
+- Each Python worker loads a model once (``.keras``, Keras safe mode on: a model holding Python
+  code, such as a ``Lambda`` layer, is refused with :class:`UnsafeModelError`) and keeps it for
+  every later batch and task; TensorFlow runs with one thread per Spark task.
 - Inside an Arrow batch the events are ordered by length and cut into calls of
   ``rows_per_batch`` events, each padded only to its own longest sequence (pre-padding, masked,
   so the result does not depend on the padding); the output keeps the input order.
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from hep_tasks.errors import PipelineError
 from hep_tasks.ingest.schema import fixed_rows, spark_ddl
 from hep_tasks.train.inputs import BatchSpec, block_from_table
 from hep_tasks.train.models import N_CLASSES, model_inputs
@@ -39,6 +41,12 @@ PREDICTIONS_SCHEMA = pa.schema(
     ]
 )
 PREDICTIONS_DDL = spark_ddl(PREDICTIONS_SCHEMA)
+
+
+class UnsafeModelError(PipelineError):
+    """A saved model holds Python code (a ``Lambda`` layer, a pickled function) that Keras safe mode
+    refuses to deserialize; the message names the model."""
+
 
 #: Loaded models of this Python worker: (data root, model path) -> a callable giving logits.
 _LOADED: dict[tuple[str, str], Any] = {}
@@ -63,6 +71,31 @@ def probabilities_and_log_odds(logits: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return p, log_odds
 
 
+def _one_thread_per_task(tf: Any) -> None:
+    """One TensorFlow thread per Spark task, unless TensorFlow is already running in this process
+    (then its threads can no longer change)."""
+    if tf.config.threading.get_intra_op_parallelism_threads():
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+
+
+def load_model_safely(local: str, name: str) -> Any:
+    """The ``.keras`` model at ``local`` loaded in Keras safe mode; ``name`` is how messages call it."""
+    import keras
+
+    try:
+        return keras.saving.load_model(local, safe_mode=True)
+    except ValueError as err:
+        if "safe_mode" not in str(err):
+            raise
+        reason = str(err).split(". ", 1)[0]
+        raise UnsafeModelError(f"model {name} refused: it holds Python code that Keras safe mode does not load ({reason})") from None
+
+
 def load_logits_function(data_root: str, path: str) -> Any:
     """A traced function features -> logits for the model at ``path`` in the store (cached per process)."""
     key = (data_root, path)
@@ -70,11 +103,7 @@ def load_logits_function(data_root: str, path: str) -> Any:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
-        if not tf.config.threading.get_intra_op_parallelism_threads():
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        import keras
-
+        _one_thread_per_task(tf)
         from hep_tasks.datasets import DatasetStore
         from hep_tasks.train.models import logits_model
 
@@ -82,7 +111,7 @@ def load_logits_function(data_root: str, path: str) -> Any:
         with tempfile.TemporaryDirectory(prefix="hep-model-") as tmp:
             local = os.path.join(tmp, posixpath.basename(path))
             store.fs.get(path, local)
-            model = keras.saving.load_model(local, safe_mode=True)
+            model = load_model_safely(local, path)
         network = logits_model(model)
         specs = {
             name: tf.TensorSpec((None, None, 19) if name == "particles" else (None, 14), tf.float32)

@@ -68,6 +68,7 @@ class HepStageOperator(SparkSubmitOperator):
         self.data_root = data_root
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from hep_tasks.cli import check_locations
         from hep_tasks.config import ConfigError, PipelineSettings
         from hep_tasks.datasets import DatasetStore
         from hep_tasks.stages import STAGES
@@ -75,6 +76,7 @@ class HepStageOperator(SparkSubmitOperator):
         try:
             params = STAGES[self.stage].params.from_values(self.stage_params)
             settings = PipelineSettings.from_values({"data_root": self.data_root or None})
+            check_locations(params, settings)  # ROOT files named by the run: refused without retries
         except ConfigError as err:
             raise AirflowFailException(f"{self.task_id}: {err}") from None
         run_key = _run_key(context)
