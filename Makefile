@@ -69,6 +69,7 @@ bench: venv
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_prepare.py
+	$(BIN)/python bench/bench_quality.py
 
 clean:
 	rm -rf $(VENV) .airflow .spark-cluster data .pytest_cache test-artifacts

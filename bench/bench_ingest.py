@@ -69,9 +69,9 @@ def stage(files: dict[str, Path], workdir: Path, copies: dict[str, int], cores: 
 
     The first (cold) run pays the Python workers' start, imports and numba cache loads; the second
     (warm) run, a new version because its split size differs, shows the rate of a long job. Phases:
-    *inspect* (file headers, a Spark job), *read+compute* and *write* (task time summed over the
-    tasks of the read/write job, divided by the cores: the wall time they account for), *commit*
-    (manifest + rename), *plan* (the rest: inputs, version id, job scheduling).
+    *read+compute* and *write* (task time summed over the tasks, divided by the cores: the wall time
+    they account for), *inspect+sched* (the rest of the Spark work: file headers, scheduling, task
+    start, imbalance), *commit* (manifest + rename), *plan* (inputs, version id).
     """
     from hep_tasks.config import IngestParams
     from hep_tasks.datasets import DatasetStore, PendingVersion
@@ -92,8 +92,7 @@ def stage(files: dict[str, Path], workdir: Path, copies: dict[str, int], cores: 
         for run, split in (("cold", 20000), ("warm", 20001)):
             params = IngestParams.from_values({"input": f"{inputs}/*.root", "entries_per_split": split})
             phases = Phases()
-            phases.watch(ingest, "inspect_inputs", "inspect")
-            phases.watch(ingest, "write_events", "read_write")
+            phases.watch(ingest, "read_inputs")
             phases.watch(PendingVersion, "commit")
             try:
                 with PeakMemory() as mem, timed() as t:
@@ -103,15 +102,16 @@ def stage(files: dict[str, Path], workdir: Path, copies: dict[str, int], cores: 
             manifest = DatasetStore(str(root)).read_manifest("ingest", result["version"])
             read = sum(c["read"] for c in manifest["cutflow"].values())
             rate = read / t["seconds"] / cores
-            tasks = phases.results["read_write"]
+            tasks = phases.results["read_inputs"][1]
             write = sum(r["file"]["write_seconds"] for r in tasks) / cores
             compute = sum(r["task_seconds"] for r in tasks) / cores - write
             rows.append({"measure": f"stage, Spark local[{cores}], {run}", "process": "all", "input_events": read,
                          "written": manifest["counts"]["total"], "events/s/core": rate,
                          "goal": GOALS[run], "x CERN 11.7": rate / CERN["ingest"], "peak_MiB": mem.peak_mib,
-                         "seconds": t["seconds"], "inspect_s": phases.seconds["inspect"],
-                         "read+compute_s": compute, "write_s": write, "commit_s": phases.seconds["commit"],
-                         "plan+sched_s": t["seconds"] - phases.seconds["inspect"] - compute - write - phases.seconds["commit"]})
+                         "seconds": t["seconds"], "read+compute_s": compute, "write_s": write,
+                         "inspect+sched_s": phases.seconds["read_inputs"] - compute - write,
+                         "commit_s": phases.seconds["commit"],
+                         "plan_s": t["seconds"] - phases.seconds["read_inputs"] - phases.seconds["commit"]})
     finally:
         spark.stop()
     return rows

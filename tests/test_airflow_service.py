@@ -386,6 +386,17 @@ def _submit(page, dialog) -> str:
     return urllib.parse.unquote(page.url.split("/runs/", 1)[1].split("/")[0].split("?")[0])
 
 
+def _keep_paused(dialog, dag_id: str) -> None:
+    """Untick the trigger form's "Unpause <dag> on trigger": a click event on the checkbox itself,
+    which works wherever the dialog's scrolling has put it (a pointer click needs it on screen)."""
+    from playwright.sync_api import expect
+
+    checkbox = dialog.get_by_role("checkbox", name=f"Unpause {dag_id} on trigger")
+    if checkbox.is_checked():
+        checkbox.dispatch_event("click")
+    expect(checkbox).not_to_be_checked()
+
+
 def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipeline_run, artifacts):
     from playwright.sync_api import expect, sync_playwright
 
@@ -409,7 +420,7 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
 
             # hep_pipeline's form submits on its defaults; the run stays queued (DAG paused) and is deleted
             dialog = _open_trigger_form(page, service.url, "hep_pipeline")
-            dialog.get_by_role("checkbox", name="Unpause hep_pipeline on trigger").uncheck(force=True)
+            _keep_paused(dialog, "hep_pipeline")
             dialog.screenshot(path=artifacts / "hep_pipeline-trigger-form-defaults.png")
             run_id = _submit(page, dialog)
             status, run = service.call("GET", f"/api/v2/dags/hep_pipeline/dagRuns/{_quote(run_id)}")
@@ -425,7 +436,7 @@ def test_browser_logs_in_triggers_and_sees_the_run_succeed(airflow_service, pipe
             for process in ("qcd", "ttbar", "wjets"):
                 expect(processes.get_by_label(f"Remove {process}")).to_be_visible()
             expect(dialog.locator("textarea#element_processes")).to_have_count(0)
-            dialog.get_by_role("checkbox", name="Unpause hep_simulation on trigger").uncheck(force=True)
+            _keep_paused(dialog, "hep_simulation")
             dialog.screenshot(path=artifacts / "hep_simulation-trigger-form-defaults.png")
             run_id = _submit(page, dialog)
             status, run = service.call("GET", f"/api/v2/dags/hep_simulation/dagRuns/{_quote(run_id)}")

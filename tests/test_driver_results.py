@@ -56,7 +56,7 @@ def test_ingest_and_prepare_collect_per_file_and_per_task_records_only(monkeypat
     rows_4, largest_4, events_4 = _collected(monkeypatch, spark, tmp_path / "four", four)
     assert events_4 == 4 * events_1 > 0
     # ingest: one record per file inspected and per split written; prepare: counts per (split, class),
-    # balancing cut-offs, one scaler-moments row per task, one record per file written
+    # balancing cut-offs, one scaler-moments row per ingest file, rows per output file (twice)
     assert sum(rows_1) <= 2 * len(one) + 12 + 2 * 2 + 32, rows_1
     assert sum(rows_4) <= 2 * len(four) + 12 + 2 * 2 + 32, rows_4
     assert max(largest_1, largest_4) < 4_000  # a record, not events (one event's particles alone are ~8 kB)

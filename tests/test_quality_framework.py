@@ -166,3 +166,25 @@ def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
     assert report.success, report.failed
     assert not _is_cached(plain) and _is_cached(cached)
     cached.unpersist()
+
+
+def test_row_rules_are_derived_columns_evaluated_once(spark, tmp_path):
+    """A rule of RowRules flags its rows through a derived column; a rule on a missing column fails
+    its expectation with the error instead of aborting the run."""
+    from hep_tasks.quality.sql import RowRules
+
+    df = spark.createDataFrame([(1, [1.0, 2.0]), (2, [float("nan")]), (3, [3.0])], "id bigint, v array<float>")
+    rules = RowRules()
+    expectations = [
+        *finite_expectations("v", "array", keys=("id",), rules=rules),
+        rules.expectation("missing", "w has no negative element", "exists(w, x -> x < 0)", keys=("id",), column="w"),
+    ]
+    assert set(rules.columns) == {"_rule_v_finite", "_rule_missing"}
+    report = run_checks("rules", [Check("values", df, expectations, rules.columns)], tmp_path)
+    assert not report.success and len(report.failed) == 2, report.failed
+    assert any(line.startswith("values: unexpected_rows_expectation[v: elements are finite")
+               and line.endswith("1 unexpected rows") for line in report.failed), report.failed
+    assert any(line.startswith("values: unexpected_rows_expectation[w has no negative element](column=w): error: ")
+               for line in report.failed), report.failed
+    with pytest.raises(ValueError, match="defined twice"):
+        rules.expectation("missing", "again", "true")

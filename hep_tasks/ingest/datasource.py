@@ -6,7 +6,7 @@ the §3 features per chunk with the columnar physics code, and yielded as Arrow 
 Options:
 
 - ``files``: JSON list of inspected files ``{"url", "process", "label", "entries", "branches"}``
-  (what :func:`inspect_inputs` returns); or ``path`` (the ``load()`` argument): comma-separated
+  (as :func:`file_record` makes them); or ``path`` (the ``load()`` argument): comma-separated
   ``[process=]path-or-glob`` items, inspected on the driver.
 - ``entriesPerSplit`` (default 20000), ``chunkEntries`` (default 2000): split and read sizes.
 - ``onBadFile``: ``fail`` (default) raises; ``skip`` drops the rest of a damaged split and goes on.

@@ -28,11 +28,11 @@ ARROW_SCHEMA = pa.schema(
     ]
 )
 
-_SPARK_TYPES = {pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float", pa.string(): "string"}
+_SPARK_TYPES = {pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float", pa.float64(): "double", pa.string(): "string"}
 
 
 def spark_ddl(schema: pa.Schema) -> str:
-    """The Spark DDL of an Arrow schema made of ints, floats, strings and (nested) lists.
+    """The Spark DDL of an Arrow schema made of ints, floats, doubles, strings and (nested) lists.
 
     >>> spark_ddl(pa.schema([("x", pa.list_(pa.float32())), ("n", pa.int64())]))
     'x array<float>, n bigint'

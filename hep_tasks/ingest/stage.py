@@ -1,22 +1,24 @@
 """The ingest stage: ROOT files -> Parquet events with the §3 features, a cut-flow and a quarantine.
 
-Steps: resolve the inputs (a simulate version or user paths) -> inspect every file in Spark tasks
-(header, tree, collections) -> one Spark task per (file, entry range) split reads it with uproot,
-computes the features and writes its own Parquet file into the pending version with pyarrow
-(``hep_tasks.partfiles``: atomic per attempt, checksummed while written), returning its cut-flow
--> manifest with per-class cut-flow, quarantined files, events rejected for invalid values
-(NaN/inf, negative momenta, |Eta| > 10: per event, so the rest of the file is kept) and file
-checksums -> atomic commit. Two Spark jobs in all; the JVM only schedules. The ``latest`` pointer
-moves only when every check of the run passed (``publish``).
+Steps: resolve the inputs (a simulate version or user paths) -> in Spark tasks, inspect every
+file (header, tree, collections, branch types) and read each (file, entry range) split with
+uproot, compute the features and write the split's own Parquet file into the pending version
+with pyarrow (``hep_tasks.partfiles``: atomic per attempt, checksummed while written), returning
+its cut-flow -> manifest with per-class cut-flow, quarantined files, events rejected for invalid
+values (NaN/inf, negative momenta, |Eta| > 10: per event, so the rest of the file is kept) and
+file checksums -> atomic commit. With many files one task does a whole file (one Spark job); with
+few, inspection comes first and every split is a task (two jobs). The JVM only schedules. The
+``latest`` pointer moves only when every check of the run passed (``publish``).
 
 Output version layout::
 
-    <version>/events/part-<split>.parquet   the events (schema in hep_tasks.ingest.schema)
+    <version>/events/part-<file digest>-<first entry>.parquet   the events (hep_tasks.ingest.schema)
     <version>/_manifest.json
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -31,7 +33,7 @@ from hep_tasks.ingest.datasource import CHUNK_ENTRIES, CUTFLOW, Split, SplitTall
 from hep_tasks.ingest.inputs import InputFile, resolve_inputs
 from hep_tasks.ingest.schema import ARROW_SCHEMA
 from hep_tasks.partfiles import drop_attempts, write_part
-from hep_tasks.sparkjob import collect_small
+from hep_tasks.sparkjob import collect_small, task_slots
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -54,27 +56,17 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
 
     started = time.perf_counter()
     log.info("ingest version %s: %d input files (%s)", version, len(inputs), json.dumps(input_versions))
-    readable, quarantined = inspect_inputs(spark, inputs)
-    log.info("inspected the inputs in %.1f s: %d readable, %d quarantined, %d events",
-             time.perf_counter() - started, len(readable), len(quarantined), sum(r.get("entries", 0) for r in readable))
-    if quarantined and params.on_bad_file == "fail":
-        raise InputFileError(quarantined[0]["url"], quarantined[0]["reason"])
-    if not readable:
-        listed = "; ".join(f"{q['url']}: {q['reason']}" for q in quarantined[:MAX_LISTED])
-        more = f"; and {len(quarantined) - MAX_LISTED} more (see the log)" if len(quarantined) > MAX_LISTED else ""
-        for q in quarantined[MAX_LISTED:]:
-            log.error("unreadable %s: %s", q["url"], q["reason"])
-        raise PipelineError(f"none of the {len(inputs)} input files is readable: {listed}{more}")
-    for q in quarantined:
-        log.warning("quarantined %s: %s", q["url"], q["reason"])
-
-    splits = plan_splits(readable, params.entries_per_split)
     with store.begin(STAGE, version) as pending:
-        results = write_events(spark, splits, params, posixpath.join(pending.url, EVENTS))
+        files, results = read_inputs(spark, inputs, params, posixpath.join(pending.url, EVENTS))
+        readable = [f for f in files if "reason" not in f]
+        quarantined = [{"url": f["url"], "process": f["process"], "reason": f["reason"]} for f in files if "reason" in f]
+        _refuse_if_unreadable(inputs, readable, quarantined)
         write_seconds = sum(r["file"]["write_seconds"] for r in results)
-        log.info("read and wrote %d splits in %.1f s (task time: %.1f s reading and computing, %.1f s writing)",
-                 len(splits), time.perf_counter() - started, sum(r["task_seconds"] for r in results) - write_seconds,
-                 write_seconds)
+        log.info("read and wrote %d files, %d splits, %d events in %.1f s (task time: %.1f s reading and computing, "
+                 "%.1f s writing)", len(readable), len(results), sum(f["entries"] for f in readable),
+                 time.perf_counter() - started, sum(r["task_seconds"] for r in results) - write_seconds, write_seconds)
+        for q in quarantined:
+            log.warning("quarantined %s: %s", q["url"], q["reason"])
         records = [r["split"] for r in results]
         quarantined += [
             {"url": s["url"], "entries": [s["start"], s["stop"]], "reason": s["error"]} for s in records if s["error"]
@@ -93,13 +85,14 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
                 "counts": {"total": sum(per_class.values())} | per_class,
                 "cutflow_steps": list(CUTFLOW),
                 "cutflow": cutflow,
-                "input_files": {"total": len(inputs), "readable": len(readable), "splits": len(splits)},
+                "input_files": {"total": len(inputs), "readable": len(readable), "splits": len(results)},
                 "quarantine": quarantined,
                 "invalid_values": invalid,
-                "files": [
-                    {"path": posixpath.join(EVENTS, r["file"]["name"]), "size": r["file"]["size"], "sha256": r["file"]["sha256"]}
-                    for r in results
-                ],
+                "files": sorted(
+                    ({"path": posixpath.join(EVENTS, r["file"]["name"]), "size": r["file"]["size"],
+                      "sha256": r["file"]["sha256"]} for r in results),
+                    key=lambda f: f["path"],
+                ),
             }
         )
     for process, row in manifest["cutflow"].items():
@@ -107,34 +100,65 @@ def run(spark: SparkSession, store: DatasetStore, params: IngestParams) -> dict[
     return summary(store, manifest)
 
 
-def inspect_inputs(spark: SparkSession, inputs: list[InputFile]) -> tuple[list[dict], list[dict]]:
-    """Open every input's header in Spark tasks; (readable file records, quarantined records)."""
-    rdd = spark.sparkContext.parallelize(inputs, max(1, min(len(inputs), 256))).map(_inspect_one)
-    results = collect_small(rdd, len(inputs))
-    readable = [r for r in results if "reason" not in r]
-    quarantined = [r for r in results if "reason" in r]
-    return readable, quarantined
+def read_inputs(spark: SparkSession, inputs: list[InputFile], params: IngestParams, url: str) -> tuple[list[dict], list[dict]]:
+    """Inspect, read, select and write every input in Spark tasks; each split's events become
+    ``url/part-<file digest>-<first entry>.parquet``, written with pyarrow by its task. Returns the
+    file records (inspected, or with the ``reason`` it is unreadable) and per split: its cut-flow
+    record, its file's checksum and the task's time (``task_seconds``, of which
+    ``file.write_seconds`` writing).
 
-
-def write_events(spark: SparkSession, splits: list[Split], params: IngestParams, url: str) -> list[dict[str, Any]]:
-    """Read, select and write every split in its own Spark task, as ``url/part-<split>.parquet``
-    written with pyarrow by the task; per split: its cut-flow record, its file's checksum and the
-    task's time (``task_seconds``, of which ``file.write_seconds`` writing)."""
-    on_bad_file = params.on_bad_file
-
-    def ingest_split(split: Split) -> dict[str, Any]:
-        started, tally = time.perf_counter(), SplitTally()
-        batches = read_split(split, CHUNK_ENTRIES, on_bad_file, tally)
-        written = write_part(batches, url, f"part-{split.index:05d}.parquet", ARROW_SCHEMA)
-        return {"split": tally.record(split), "file": written, "task_seconds": time.perf_counter() - started}
-
-    rdd = spark.sparkContext.parallelize(splits, max(1, len(splits))).map(ingest_split)
-    try:
-        results = collect_small(rdd, len(splits))
-    except Exception as err:  # a Spark task failed; show the user our message, not a JVM trace
-        raise _from_spark_failure(err) from None
+    With at least two input files per task slot, one task inspects a file and then reads and
+    writes its splits in turn (one Spark job); with fewer, the files are inspected first and each
+    split is a task of its own, so that a few large files still use every slot.
+    """
+    if len(inputs) >= 2 * task_slots(spark):
+        per_file = _run_tasks(spark, inputs, lambda f: _ingest_file(f, params, url))
+        files, results = [r["file"] for r in per_file], [s for r in per_file for s in r["splits"]]
+    else:
+        files = _run_tasks(spark, inputs, _inspect_one)
+        for f in files:
+            if "reason" in f and params.on_bad_file == "fail":
+                raise InputFileError(f["url"], f["reason"])
+        splits = plan_splits([f for f in files if "reason" not in f], params.entries_per_split)
+        results = _run_tasks(spark, splits, lambda split: _ingest_split(split, params, url))
     drop_attempts(url)
-    return sorted(results, key=lambda r: r["split"]["index"])
+    return files, results
+
+
+def _run_tasks(spark: SparkSession, items: list[Any], task: Any) -> list[Any]:
+    """``task`` of every item, one Spark task each; a failure shows our message, not a JVM trace."""
+    if not items:
+        return []
+    try:
+        return collect_small(spark.sparkContext.parallelize(items, len(items)).map(task), len(items))
+    except Exception as err:
+        raise _from_spark_failure(err) from None
+
+
+def _ingest_file(f: InputFile, params: IngestParams, url: str) -> dict[str, Any]:
+    record = _inspect_one(f)
+    if "reason" in record:
+        if params.on_bad_file == "fail":
+            raise InputFileError(f.url, record["reason"])
+        return {"file": record, "splits": []}
+    return {"file": record, "splits": [_ingest_split(s, params, url) for s in plan_splits([record], params.entries_per_split)]}
+
+
+def _ingest_split(split: Split, params: IngestParams, url: str) -> dict[str, Any]:
+    started, tally = time.perf_counter(), SplitTally()
+    batches = read_split(split, CHUNK_ENTRIES, params.on_bad_file, tally)
+    written = write_part(batches, url, part_name(split), ARROW_SCHEMA)
+    return {"split": tally.record(split), "file": written, "task_seconds": time.perf_counter() - started}
+
+
+def part_name(split: Split) -> str:
+    """The Parquet file of a split's events: named by its input file and first entry, so a task
+    retried, or the same split read by another plan, writes the same file.
+
+    >>> part_name(Split(0, "/data/tt.root", "ttbar", 1, 20000, 40000, {}))
+    'part-c1e8c617fd1948af9bd5-0000020000.parquet'
+    """
+    return f"part-{hashlib.sha1(split.url.encode()).hexdigest()[:20]}-{split.start:010d}.parquet"
 
 
 def _inspect_one(f: InputFile) -> dict[str, Any]:
@@ -144,6 +168,17 @@ def _inspect_one(f: InputFile) -> dict[str, Any]:
         return file_record(f.url, f.process, inspect_file(f.url))
     except InputFileError as err:
         return {"url": f.url, "process": f.process, "reason": err.problem}
+
+
+def _refuse_if_unreadable(inputs: list[InputFile], readable: list[dict], quarantined: list[dict]) -> None:
+    """Raise, naming each file (the first few) with its problem, when no input is readable."""
+    if readable:
+        return
+    listed = "; ".join(f"{q['url']}: {q['reason']}" for q in quarantined[:MAX_LISTED])
+    more = f"; and {len(quarantined) - MAX_LISTED} more (see the log)" if len(quarantined) > MAX_LISTED else ""
+    for q in quarantined[MAX_LISTED:]:
+        log.error("unreadable %s: %s", q["url"], q["reason"])
+    raise PipelineError(f"none of the {len(inputs)} input files is readable: {listed}{more}")
 
 
 def _cutflow(splits: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -6,14 +6,17 @@ Order matters (ARCHITECTURE §3-4, fixing the 2019 leak where scalers saw the te
    (source file, entry) and the seed, so it does not depend on partitioning or executor count.
 2. **Balance** each split by undersampling every class to the smallest class, with exact counts:
    events are ranked within (split, class) by a second seeded hash and the first N are kept.
-   Steps 1-2 read only the lineage keys and labels, never the particle payload.
 3. **Fit** MinMax (HLF) and standardisation (particle features, real particles only) on the
-   balanced training split, per Arrow batch on the executors (moments merged exactly on the
+   balanced training split: per ingest file in Python tasks (moments merged exactly on the
    driver); saved as ``scalers.json``.
-4. **Transform** per Arrow batch (``transform.py``) and **shuffle** (a seeded hash of the lineage
-   picks each event's output file and its place in it), both splits in one Spark pass; each task
-   writes its ``train/`` or ``test/`` Parquet files with pyarrow (``hep_tasks.partfiles``) in row
-   groups of ``rows_per_row_group`` events, the unit streamed into training.
+4. **Transform** (``transform.py``) and **shuffle**: a seeded hash of the lineage picks each
+   event's output file and its place in it; Python tasks scatter each ingest file's kept events to
+   pieces per output file, then one task per output file orders and writes it with pyarrow
+   (``shuffle.py``, ``hep_tasks.partfiles``), in row groups of ``rows_per_row_group`` events, the
+   unit streamed into training. Both splits in one pass.
+
+Steps 1-2 read only the lineage keys (Spark SQL); only keys pass through Spark's shuffle, the
+particle payload is read once per step 3 and 4 by pyarrow and never enters the JVM.
 
 Spark SQL for the relational part, Arrow batches + NumPy for the per-event arrays; no row UDFs.
 """
@@ -21,23 +24,19 @@ Spark SQL for the relational part, Arrow batches + NumPy for the per-event array
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
+import math
 import posixpath
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
 
 from hep_tasks.config import PrepareParams
 from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary, version_id
-from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES
+from hep_tasks.ingest.schema import spark_ddl
 from hep_tasks.ingest.stage import EVENTS
-from hep_tasks.physics import HLF_FEATURES, PARTICLE_FEATURES
-from hep_tasks.partfiles import drop_attempts, write_part
-from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers, MinMaxScaler, Moments, StandardScaler
-from hep_tasks.prepare.transform import OUTPUT_SCHEMA, particle_rows, transform_batch
+from hep_tasks.partfiles import drop_attempts
+from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers
+from hep_tasks.prepare.shuffle import SCATTERED, fit, gather, scatter
 from hep_tasks.processes import LABELS, PROCESS_OF_LABEL
 from hep_tasks.sparkjob import collect_small
 
@@ -49,6 +48,10 @@ log = logging.getLogger(__name__)
 STAGE = "prepare"
 SOURCE = "ingest"
 SPLITS = ("train", "test")
+#: Scratch directory of a pending version: the pieces between scatter and gather.
+SCRATCH = "_shuffle"
+#: Events per bucket of an output file (the most a task holds in memory while writing one).
+BUCKET_ROWS = 8192
 REQUIRED_COLUMNS = {
     "label": "int",
     "hlf": "array<float>",
@@ -67,11 +70,14 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
         log.info("prepare version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
 
+    from pyspark.sql import functions as F
+
     what = f"{SOURCE} version{'s' if len(sources) > 1 else ''} {', '.join(sources)}"
     log.info("preparing %s", what)
     events = spark.read.parquet(*(store.url(SOURCE, s, EVENTS) for s in sources))
     check_schema(events, what)
-    keys = assign_split(events.select("source_file", "entry", "label"), params.test_fraction, params.seed)
+    located = events.select("source_file", "entry", "label", F.col("_metadata.file_path").alias("_file"))
+    keys = assign_split(located, params.test_fraction, params.seed)
     before = class_counts(keys)
     for split in SPLITS:
         missing = [p for p, n in before[split].items() if n == 0]
@@ -82,27 +88,36 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
     log.info("events per class before balancing %s; keeping %s per class", before, targets)
-    kept = balance(assign_split(events, params.test_fraction, params.seed), targets, cutoffs(keys, targets))
-    scalers = fit_scalers(kept.filter("split = 'train'"), targets["train"] * len(LABELS))
-    log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"], scalers.fitted_on["particles"])
-    with store.begin(STAGE, version) as pending:
-        text = scalers.dumps()
-        with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
-            f.write(text)
-        written = write_splits(output_files(kept, params), scalers, pending.url, params)
-        artifact = {"path": ARTIFACT, "size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-        manifest = pending.commit(
-            {
-                "inputs": {SOURCE: sources},
-                "parameters": params.to_dict(),
-                "code_version": code_version(__name__),
-                "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
-                | {"total": sum(targets.values()) * len(LABELS)},
-                "counts_before_balancing": before,
-                "scalers": ARTIFACT,
-                "files": sorted([artifact, *written], key=lambda f: f["path"]),
-            }
-        )
+    kept = output_files(balance(keys, targets, cutoffs(keys, targets)), params, targets).persist()  # keys: small
+    try:
+        with store.begin(STAGE, version) as pending:
+            scratch = posixpath.join(pending.url, SCRATCH)
+            n_files = sum(len(store.read_manifest(SOURCE, s)["files"]) for s in sources)
+            scattered = scatter_events(kept, scratch, n_files)
+            scalers = fit(scattered, targets["train"] * len(LABELS))
+            log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"],
+                     scalers.fitted_on["particles"])
+            text = scalers.dumps()
+            with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
+                f.write(text)
+            parts = sorted({p for row in scattered for p in row["parts"]})
+            written = write_splits(spark, parts, scalers, scratch, pending.url, params)
+            store.fs.rm(posixpath.join(pending.path, SCRATCH), recursive=True)
+            artifact = {"path": ARTIFACT, "size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            manifest = pending.commit(
+                {
+                    "inputs": {SOURCE: sources},
+                    "parameters": params.to_dict(),
+                    "code_version": code_version(__name__),
+                    "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
+                    | {"total": sum(targets.values()) * len(LABELS)},
+                    "counts_before_balancing": before,
+                    "scalers": ARTIFACT,
+                    "files": sorted([artifact, *written], key=lambda f: f["path"]),
+                }
+            )
+    finally:
+        kept.unpersist()
     return summary(store, manifest)
 
 
@@ -231,87 +246,48 @@ def _key_struct(rank: int, source_file: str, entry: int):
                     F.lit(entry).cast("bigint").alias("entry"))
 
 
-def output_files(kept: DataFrame, params: PrepareParams) -> DataFrame:
+def output_files(kept: DataFrame, params: PrepareParams, targets: dict[str, int]) -> DataFrame:
     """Add each event's output file ``_part`` (``files_per_split`` per split, chosen by a seeded
-    hash of its lineage) and its place in that file, ``_shuffle`` (random order within the file)."""
+    hash of its lineage), its bucket in that file ``_bucket`` and its place in the bucket
+    ``_shuffle``: a file is its buckets in turn, each in random order, and a bucket holds about
+    :data:`BUCKET_ROWS` events, so that writing a file never holds more than one bucket in memory
+    however large the files grow."""
     from pyspark.sql import functions as F
 
     n = params.files_per_split
+    buckets = {split: max(1, math.ceil(targets[split] * len(LABELS) / n / BUCKET_ROWS)) for split in SPLITS}
+    is_train = F.col("split") == SPLITS[0]
     shuffle = _lineage_hash(params.seed, "shuffle")
-    split_index = F.when(F.col("split") == SPLITS[0], 0).otherwise(1)
-    return kept.withColumn("_shuffle", shuffle).withColumn("_part", split_index * n + F.pmod(F.col("_shuffle"), F.lit(n)))
+    bucket = F.pmod(_lineage_hash(params.seed, "bucket"), F.when(is_train, buckets[SPLITS[0]]).otherwise(buckets[SPLITS[1]]))
+    part = F.when(is_train, 0).otherwise(n) + F.pmod(F.col("_shuffle"), F.lit(n))
+    return kept.withColumn("_shuffle", shuffle).withColumn("_part", part).withColumn("_bucket", bucket.cast("int"))
 
 
-_MOMENTS_DDL = "events bigint, hlf_min array<double>, hlf_max array<double>, particles bigint, mean array<double>, m2 array<double>"
+def scatter_events(kept: DataFrame, scratch: str, n_files: int) -> list[dict[str, Any]]:
+    """Scatter the kept events to pieces per output file, in Python tasks, one ingest file at a time
+    (``shuffle.scatter``); one row per ingest file. The keys are grouped by ingest file over one
+    task per file, up to four per task slot (adaptive execution would coalesce such a small
+    shuffle into one task)."""
+    from hep_tasks.sparkjob import task_slots
+
+    tasks = max(1, min(n_files, 4 * task_slots(kept.sparkSession)))
+    grouped = kept.select("_file", "source_file", "entry", "split", "_part", "_bucket", "_shuffle").repartition(tasks, "_file")
+    scattered = grouped.groupBy("_file").applyInArrow(lambda keys: scatter(keys, scratch), spark_ddl(SCATTERED))
+    return [row.asDict() for row in collect_small(scattered, n_files)]
 
 
-def fit_scalers(train: DataFrame, n_train: int) -> FeatureScalers:
-    """MinMax of the 14 HLF and mean/std of the 19 particle features over real training particles,
-    fitted per Arrow batch on the executors and merged on the driver (one row per task)."""
-    from functools import reduce
-
-    import numpy as np
-
-    rows = collect_small(train.select("hlf", "particles").mapInArrow(_partial_fit, _MOMENTS_DDL), 1_000_000)
-    fitted = [r for r in rows if r["events"]]
-    particles = reduce(Moments.merge, (Moments(r["particles"], np.array(r["mean"]), np.array(r["m2"])) for r in fitted))
-    return FeatureScalers(
-        hlf=MinMaxScaler(
-            HLF_FEATURES, np.min([r["hlf_min"] for r in fitted], axis=0), np.max([r["hlf_max"] for r in fitted], axis=0)
-        ),
-        particles=StandardScaler(PARTICLE_FEATURES, particles.mean, particles.std),
-        fitted_on={"split": "train", "events": n_train, "particles": int(particles.n)},
-    )
-
-
-def _partial_fit(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """One task's share of the scaler fit: HLF minima/maxima and particle moments of its batches."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    events, hlf_min, hlf_max = 0, np.full(N_HLF, np.inf), np.full(N_HLF, -np.inf)
-    moments = Moments.of(np.empty((0, N_PARTICLE_FEATURES)))
-    for batch in batches:
-        if not batch.num_rows:
-            continue
-        hlf = pc.list_flatten(batch.column("hlf")).to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, N_HLF)
-        events += batch.num_rows
-        hlf_min, hlf_max = np.minimum(hlf_min, hlf.min(axis=0)), np.maximum(hlf_max, hlf.max(axis=0))
-        moments = moments.merge(Moments.of(particle_rows(batch.column("particles"))[1]))
-    yield pa.RecordBatch.from_pylist(
-        [{"events": events, "hlf_min": hlf_min.tolist(), "hlf_max": hlf_max.tolist(), "particles": moments.n,
-          "mean": moments.mean.tolist(), "m2": moments.m2.tolist()}]
-    )
-
-
-def write_splits(rows: DataFrame, scalers: FeatureScalers, url: str, params: PrepareParams) -> list[dict[str, Any]]:
-    """Transform and write both splits in one Spark pass: the events are shuffled to their output
-    file (``_part``) and ordered by ``_shuffle``; each task writes its files with pyarrow (row groups
-    of ``rows_per_row_group``). Returns the manifest's file records."""
+def write_splits(spark: SparkSession, parts: list[int], scalers: FeatureScalers, scratch: str, url: str,
+                 params: PrepareParams) -> list[dict[str, Any]]:
+    """Gather, transform and write every output file in its own task (``shuffle.gather``; row
+    groups of ``rows_per_row_group``), both splits in one job. Returns the manifest's file records."""
     n, row_group = params.files_per_split, params.rows_per_row_group
-    columns = [*(f.name for f in OUTPUT_SCHEMA if f.name != "label_onehot"), "_part"]
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for part, group in itertools.groupby(_by_part(batches), key=lambda pair: pair[0]):
-            split, name = SPLITS[part // n], f"part-{part % n:05d}.parquet"
-            prepared = (transform_batch(batch, scalers) for _, batch in group)
-            written = write_part(prepared, posixpath.join(url, split), name, OUTPUT_SCHEMA, row_group)
-            yield pa.RecordBatch.from_pylist([written | {"name": posixpath.join(split, name)}])
+    def gather_part(part: int) -> dict[str, Any]:
+        split, name = SPLITS[part // n], f"part-{part % n:05d}.parquet"
+        return gather(part, scratch, scalers, posixpath.join(url, split), name, row_group) | {"name": posixpath.join(split, name)}
 
-    ordered = rows.repartition(2 * n, "_part").sortWithinPartitions("_part", "_shuffle").select(*columns)
-    files = collect_small(ordered.mapInArrow(write, "name string, size bigint, sha256 string, rows bigint"), 2 * n)
+    files = collect_small(spark.sparkContext.parallelize(parts, max(1, len(parts))).map(gather_part), 2 * n)
     for split in SPLITS:
         drop_attempts(posixpath.join(url, split))
     log.info("wrote %d files, %d events", len(files), sum(f["rows"] for f in files))
-    return [{"path": f["name"], "size": f["size"], "sha256": f["sha256"]} for f in files]
-
-
-def _by_part(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """(output file, slice) for each run of equal ``_part`` in batches sorted by ``_part``."""
-    import numpy as np
-
-    for batch in batches:
-        parts = batch.column("_part").to_numpy()
-        starts = np.flatnonzero(np.diff(parts, prepend=parts[:1] - 1)) if len(parts) else []
-        for start, stop in zip(starts, [*starts[1:], len(parts)]):
-            yield int(parts[start]), batch.slice(start, stop - start)
+    return [{"path": f["name"], "size": f["size"], "sha256": f["sha256"]} for f in sorted(files, key=lambda f: f["name"])]

@@ -7,10 +7,12 @@ Map of the package (one concern per module):
 
 - :mod:`.report`        ``Check`` (a DataFrame + expectations), ``QualityReport`` (result summary,
   ``to_dict()`` for manifests), ``DataQualityError`` and ``raise_for_failures``.
-- :mod:`.runner`        ``run_checks(suite, checks, results_dir)``: validates each check through GX's
-  Spark datasource in an ephemeral context, writes ``<suite>.json`` and ``data_docs/index.html``.
+- :mod:`.runner`        ``run_checks(suite, checks, results_dir)``: caches each check's batch (with
+  its derived columns) in one pass, validates it through GX's Spark datasource in an ephemeral
+  context, writes ``<suite>.json`` and ``data_docs/index.html``.
 - :mod:`.sql`           expectations written as Spark SQL: ``finite_expectations`` (NaN/±inf in
-  scalars and inside arrays, the §4 pitfall), ``schema_expectations``, unique keys, class balance.
+  scalars and inside arrays, the §4 pitfall), ``schema_expectations``, unique keys, class balance;
+  ``RowRules``, row-level rules evaluated once per row into derived columns of the check.
 - :mod:`.ingest_suite`  ``ingest_checks(events_df, metrics_df, max_quarantined_fraction=...)``.
 - :mod:`.prepare_suite` ``prepared_checks(train_df, test_df, eta_mean=..., eta_std=..., ...)``.
 - :mod:`.model_suite`   ``model_checks(predictions_df, metrics_df, auc_floors={"*": 0.9, ...})``:

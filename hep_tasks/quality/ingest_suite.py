@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any
 from hep_tasks.processes import PROCESS_OF_LABEL
 from hep_tasks.quality.report import Check
 from hep_tasks.quality.sql import (
+    RowRules,
     finite_expectations,
     not_null_expectations,
     quote,
-    rows_expectation,
     schema_expectations,
-    select_rows,
     shapes_expectation,
     unique_keys_expectation,
 )
@@ -87,7 +86,8 @@ def ingest_checks(
     """
     if not 0.0 <= max_quarantined_fraction <= 1.0:
         raise ValueError(f"max_quarantined_fraction must be in [0, 1], got {max_quarantined_fraction}")
-    checks = [Check("events", events_df, events_expectations())]
+    events_rules, hlf_rules = RowRules(), RowRules()
+    checks = [Check("events", events_df, events_expectations(events_rules), events_rules.columns)]
     missing = [c for c in ("hlf", *KEYS) if c not in events_df.columns]
     if missing or not dict(events_df.dtypes)["hlf"].startswith("array<"):
         log.warning(
@@ -96,7 +96,8 @@ def ingest_checks(
             ", ".join(f"{n} {t}" for n, t in events_df.dtypes),
         )
     else:
-        checks.append(Check("hlf", hlf_view(events_df), hlf_expectations(lepton_max_abs_eta=lepton_max_abs_eta)))
+        expectations = hlf_expectations(hlf_rules, lepton_max_abs_eta=lepton_max_abs_eta)
+        checks.append(Check("hlf", hlf_view(events_df), expectations, hlf_rules.columns))
     checks.append(Check("metrics", metrics_df, metrics_expectations(max_quarantined_fraction)))
     return checks
 
@@ -110,8 +111,9 @@ def hlf_view(events_df: DataFrame) -> DataFrame:
     return events_df.select(*KEYS, *(F.get("hlf", i).alias(name) for i, name in enumerate(HLF_FEATURES)))
 
 
-def events_expectations() -> list[Any]:
-    """Expectations on the ingested events as written (see the module docstring)."""
+def events_expectations(rules: RowRules) -> list[Any]:
+    """Expectations on the ingested events as written (see the module docstring); the row-level
+    ones are rules of ``rules``, whose columns the check derives."""
     import great_expectations.expectations as gxe
 
     from hep_tasks.physics.constants import HLF_FEATURES, HLF_INDEX, MAX_PARTICLES, PARTICLE_FEATURES, PARTICLE_INDEX
@@ -141,51 +143,51 @@ def events_expectations() -> list[Any]:
     return [
         *schema_expectations(EVENTS_SCHEMA),
         *not_null_expectations(list(EVENTS_SCHEMA)),
-        *finite_expectations("hlf", "array", keys=KEYS),
-        *finite_expectations("particles", "matrix", keys=KEYS),
+        *finite_expectations("hlf", "array", keys=KEYS, rules=rules),
+        *finite_expectations("particles", "matrix", keys=KEYS, rules=rules),
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels),
         gxe.ExpectColumnDistinctValuesToContainSet(column="label", value_set=labels),
-        rows_expectation(
+        rules.expectation(
+            "process",
             "process matches label (" + ", ".join(f"{k}={v}" for k, v in sorted(PROCESS_OF_LABEL.items())) + ")",
-            select_rows(f"NOT coalesce(process = CASE label {process_of_label} END, false)",
-                        keys=KEYS, show="label, process"),
-            column="process",
+            f"NOT coalesce(process = CASE label {process_of_label} END, false)",
+            keys=KEYS, show="label, process", column="process",
         ),
         unique_keys_expectation(KEYS),
         shapes_expectation(arrays={"hlf": n_hlf}, matrix="particles", matrix_rows="n_particles",
-                           matrix_width=n_feat, keys=KEYS),
+                           matrix_width=n_feat, keys=KEYS, rules=rules),
         gxe.ExpectColumnValuesToBeBetween(column="n_particles", min_value=1, max_value=MAX_PARTICLES),
-        rows_expectation(
+        rules.expectation(
+            "phi",
             f"particle Phi within [-pi, pi] (+{ANGLE_TOLERANCE:g})",
-            select_rows(f"exists(particles, r -> NOT coalesce(abs(get(r, {p['Phi']})) <= {phi_max!r}, false))",
-                        keys=KEYS),
-            column="particles",
+            f"exists(particles, r -> NOT coalesce(abs(get(r, {p['Phi']})) <= {phi_max!r}, false))",
+            keys=KEYS, column="particles",
         ),
-        rows_expectation(
+        rules.expectation(
+            "type_flags",
             "particle type flags (isChHad, isNeuHad, isGamma, isEle, isMu) are 0/1 and one-hot per row",
-            select_rows(f"exists(particles, r -> NOT coalesce({one_hot}, false))", keys=KEYS,
-                        show=f"size(filter(particles, r -> NOT coalesce({one_hot}, false))) AS n_bad_rows"),
+            f"exists(particles, r -> NOT coalesce({one_hot}, false))",
+            keys=KEYS, show=f"size(filter(particles, r -> NOT coalesce({one_hot}, false))) AS n_bad_rows",
             column="particles",
         ),
-        rows_expectation(
+        rules.expectation(
+            "lepton_row",
             "row 0, and only row 0, is the lepton (isEle + isMu = 1)",
-            select_rows(
-                f"size(filter(particles, (r, i) -> NOT coalesce(({lepton_flag} = 1) = (i = 0), false))) > 0",
-                keys=KEYS,
-            ),
-            column="particles",
+            f"size(filter(particles, (r, i) -> NOT coalesce(({lepton_flag} = 1) = (i = 0), false))) > 0",
+            keys=KEYS, column="particles",
         ),
-        rows_expectation(
+        rules.expectation(
+            "lepton_matches_hlf",
             "lepton row 0 agrees with the HLF lepton (PT, Eta, Phi, Charge, isEle)",
-            select_rows(f"NOT coalesce({lepton_matches}, false)", keys=KEYS,
-                        show=f"{lepton('PT')} AS row0_pt, {hlf('LepPT')} AS lep_pt"),
-            column="particles",
+            f"NOT coalesce({lepton_matches}, false)",
+            keys=KEYS, show=f"{lepton('PT')} AS row0_pt, {hlf('LepPT')} AS lep_pt", column="particles",
         ),
     ]
 
 
-def hlf_expectations(*, lepton_max_abs_eta: float = LEPTON_MAX_ABS_ETA) -> list[Any]:
-    """Physical ranges of the named high-level features (see the module docstring)."""
+def hlf_expectations(rules: RowRules, *, lepton_max_abs_eta: float = LEPTON_MAX_ABS_ETA) -> list[Any]:
+    """Physical ranges of the named high-level features (see the module docstring); the
+    isolation-sum rule is one of ``rules``."""
     import great_expectations.expectations as gxe
 
     from hep_tasks.physics.constants import ISOLATED_LEPTON_MAX_ISO, LEPTON_MIN_PT
@@ -203,12 +205,12 @@ def hlf_expectations(*, lepton_max_abs_eta: float = LEPTON_MAX_ABS_ETA) -> list[
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="nJets", column_B="nBjets", or_equal=True),
         gxe.ExpectColumnValuesToBeInSet(column="LepCharge", value_set=[-1, 1]),
         gxe.ExpectColumnValuesToBeInSet(column="LepIsEle", value_set=[0, 1]),
-        rows_expectation(
+        rules.expectation(
+            "isolated",
             f"lepton is isolated: LepIsoCh + LepIsoGamma + LepIsoNeu < {ISOLATED_LEPTON_MAX_ISO}"
             f" (+{ISOLATION_TOLERANCE:g})",
-            select_rows(f"NOT coalesce({iso_sum} < {ISOLATED_LEPTON_MAX_ISO + ISOLATION_TOLERANCE!r}, false)",
-                        keys=KEYS, show=f"{iso_sum} AS iso_sum"),
-            column="LepIsoCh",
+            f"NOT coalesce({iso_sum} < {ISOLATED_LEPTON_MAX_ISO + ISOLATION_TOLERANCE!r}, false)",
+            keys=KEYS, show=f"{iso_sum} AS iso_sum", column="LepIsoCh",
         ),
     ]
 

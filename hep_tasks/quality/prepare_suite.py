@@ -29,12 +29,10 @@ from typing import TYPE_CHECKING, Any
 from hep_tasks.processes import PROCESS_OF_LABEL
 from hep_tasks.quality.report import Check
 from hep_tasks.quality.sql import (
-    BATCH,
+    RowRules,
     equal_class_counts_expectation,
     finite_expectations,
     not_null_expectations,
-    quote,
-    rows_expectation,
     schema_expectations,
     select_rows,
     shapes_expectation,
@@ -85,10 +83,11 @@ def prepared_checks(
     bad = {k: v for k, v in scaling.items() if not math.isfinite(float(v))}
     if bad or float(eta_std) <= 0 or float(phi_std) <= 0:
         raise ValueError(f"scaler parameters must be finite with positive std, got {scaling}")
-    checks = [
-        Check("train", train_df, split_expectations(train=True, max_class_imbalance=max_class_imbalance, **scaling)),
-        Check("test", test_df, split_expectations(train=False, max_class_imbalance=max_class_imbalance, **scaling)),
-    ]
+    checks = []
+    for name, df in (("train", train_df), ("test", test_df)):
+        rules = RowRules()
+        expectations = split_expectations(rules, train=name == "train", max_class_imbalance=max_class_imbalance, **scaling)
+        checks.append(Check(name, df, expectations, rules.columns))
     if all(k in df.columns for k in KEYS for df in (train_df, test_df)):
         overlap = train_df.select(*KEYS).intersect(test_df.select(*KEYS))
         checks.append(Check("overlap", overlap, overlap_expectations()))
@@ -107,6 +106,7 @@ def overlap_expectations() -> list[Any]:
 
 
 def split_expectations(
+    rules: RowRules,
     *,
     train: bool,
     eta_mean: float,
@@ -115,7 +115,8 @@ def split_expectations(
     phi_std: float,
     max_class_imbalance: float = 0.0,
 ) -> list[Any]:
-    """Expectations on one prepared split (``train=True`` adds the scaled-range check on HLF)."""
+    """Expectations on one prepared split (``train=True`` adds the scaled-range check on HLF); the
+    row-level ones are rules of ``rules``, whose columns the check derives."""
     import great_expectations.expectations as gxe
 
     from hep_tasks.physics.constants import HLF_FEATURES, MAX_PARTICLES, PARTICLE_FEATURES
@@ -127,53 +128,64 @@ def split_expectations(
         "forall(label_onehot, x -> x IN (0, 1)) AND aggregate(label_onehot, 0D, (a, x) -> a + x) = 1 "
         "AND get(label_onehot, label) = 1"
     )
+    unsorted, unsorted_shows = delta_r_order_rule(eta_mean=eta_mean, eta_std=eta_std, phi_mean=phi_mean, phi_std=phi_std)
     out = [
         *schema_expectations(PREPARED_SCHEMA),
         *not_null_expectations(list(PREPARED_SCHEMA)),
-        *finite_expectations("label_onehot", "array", keys=KEYS),
-        *finite_expectations("hlf", "array", keys=KEYS),
-        *finite_expectations("particles", "matrix", keys=KEYS),
+        *finite_expectations("label_onehot", "array", keys=KEYS, rules=rules),
+        *finite_expectations("hlf", "array", keys=KEYS, rules=rules),
+        *finite_expectations("particles", "matrix", keys=KEYS, rules=rules),
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="label", value_set=labels),
         equal_class_counts_expectation("label", max_imbalance=max_class_imbalance),
-        rows_expectation(
+        rules.expectation(
+            "one_hot",
             "label_onehot is the one-hot code of label (values in {0, 1}, sum 1, 1 at index label)",
-            select_rows(f"NOT coalesce({one_hot}, false)", keys=KEYS, show="label"),
-            column="label_onehot",
+            f"NOT coalesce({one_hot}, false)",
+            keys=KEYS, show="label", column="label_onehot",
         ),
         shapes_expectation(arrays={"label_onehot": n_classes, "hlf": n_hlf}, matrix="particles",
-                           matrix_rows="n_particles", matrix_width=n_feat, keys=KEYS),
+                           matrix_rows="n_particles", matrix_width=n_feat, keys=KEYS, rules=rules),
         gxe.ExpectColumnValuesToBeBetween(column="n_particles", min_value=1, max_value=MAX_PARTICLES),
         unique_keys_expectation(KEYS),
-        rows_expectation(
+        rules.expectation(
+            "delta_r_order",
             f"particle rows sorted by decreasing ΔR from the lepton (last row), tolerance {DELTA_R_TOLERANCE:g}",
-            delta_r_order_query(eta_mean=eta_mean, eta_std=eta_std, phi_mean=phi_mean, phi_std=phi_std),
-            column="particles",
+            unsorted, keys=KEYS, show=unsorted_shows, column="particles",
         ),
     ]
     if train:
+        outside = f"x -> NOT coalesce(x BETWEEN {low!r} AND {high!r}, false)"
         out.append(
-            rows_expectation(
+            rules.expectation(
+                "scaled_hlf",
                 f"train hlf elements within [0, 1] (±{SCALED_RANGE_TOLERANCE:g}), MinMax fitted on train",
-                select_rows(f"exists(hlf, x -> NOT coalesce(x BETWEEN {low!r} AND {high!r}, false))", keys=KEYS,
-                            show=f"filter(hlf, x -> NOT coalesce(x BETWEEN {low!r} AND {high!r}, false)) AS outside"),
-                column="hlf",
+                f"exists(hlf, {outside})",
+                keys=KEYS, show=f"filter(hlf, {outside}) AS outside", column="hlf",
             )
         )
     return out
 
 
 def delta_r_order_query(*, eta_mean: float, eta_std: float, phi_mean: float, phi_std: float) -> str:
-    """Rows whose particles are not sorted by decreasing ΔR from the last row (see module docstring).
+    """Rows whose particles are not sorted by decreasing ΔR from the last row, as a self-contained
+    query (the suite evaluates the same rule once per row, see :class:`RowRules`)."""
+    where, show = delta_r_order_rule(eta_mean=eta_mean, eta_std=eta_std, phi_mean=phi_mean, phi_std=phi_std)
+    return select_rows(where, keys=KEYS, show=show)
+
+
+def delta_r_order_rule(*, eta_mean: float, eta_std: float, phi_mean: float, phi_std: float) -> tuple[str, str]:
+    """``(SQL predicate "the particles are not sorted by decreasing ΔR from the last row", the
+    columns an offending row shows)``: the 0-based index of the first particle further from the
+    lepton than the one before it, and the number of such particles (see the module docstring).
 
     Linear in the number of particles: no lambda indexes into a computed array (Spark inlines
     such arrays into the lambda and recomputes them for every element, which made an earlier,
-    index-based version cubic and minutes slow on real events). The offending rows show the
-    0-based index of the first particle further from the lepton than the one before it.
+    index-based version cubic and minutes slow on real events); each pair of neighbouring rows
+    computes its two distances from the lepton, an element access.
     """
     from hep_tasks.physics.constants import PARTICLE_INDEX
 
-    keys = ", ".join(quote(k) for k in KEYS)
     eta_i, phi_i = PARTICLE_INDEX["Eta"], PARTICLE_INDEX["Phi"]
 
     def eta(row: str) -> str:
@@ -183,16 +195,16 @@ def delta_r_order_query(*, eta_mean: float, eta_std: float, phi_mean: float, phi
         return f"(get({row}, {phi_i}) * {_num(phi_std)} + {_num(phi_mean)})"
 
     lepton = "try_element_at(particles, -1)"
-    dphi = f"pmod({phi('r')} - {phi(lepton)} + pi(), 2 * pi()) - pi()"
-    delta_r = f"transform(particles, r -> sqrt(pow({eta('r')} - {eta(lepton)}, 2) + pow({dphi}, 2)))"
-    pairs = "greatest(size(dr) - 1, 0)"
-    rising = f"zip_with(slice(dr, 1, {pairs}), slice(dr, 2, {pairs}), (a, b) -> a + {DELTA_R_TOLERANCE!r} < b)"
-    return (
-        f"WITH distances AS (SELECT {keys}, {delta_r} AS dr FROM {BATCH}), "
-        f"rises AS (SELECT {keys}, {rising} AS rising FROM distances) "
-        f"SELECT {keys}, array_position(rising, true) AS first_rising_row, "
-        f"size(filter(rising, x -> x)) AS n_rising FROM rises WHERE exists(rising, x -> x)"
-    )
+
+    def delta_r(row: str) -> str:
+        dphi = f"pmod({phi(row)} - {phi(lepton)} + pi(), 2 * pi()) - pi()"
+        return f"sqrt(pow({eta(row)} - {eta(lepton)}, 2) + pow({dphi}, 2))"
+
+    pairs = "greatest(size(particles) - 1, 0)"
+    rising = (f"zip_with(slice(particles, 1, {pairs}), slice(particles, 2, {pairs}), "
+              f"(a, b) -> {delta_r('a')} + {DELTA_R_TOLERANCE!r} < {delta_r('b')})")
+    return (f"exists({rising}, x -> x)",
+            f"array_position({rising}, true) AS first_rising_row, size(filter({rising}, x -> x)) AS n_rising")
 
 
 def _num(value: float) -> str:

@@ -44,6 +44,10 @@ class Check:
     name: str
     dataframe: DataFrame
     expectations: list = field(default_factory=list)
+    #: Derived columns (name -> Spark SQL expression) added to ``dataframe`` before it is cached, so
+    #: that a costly row-level rule is evaluated once per row rather than by every query that
+    #: reads it (see :class:`~hep_tasks.quality.sql.RowRules`).
+    derived: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,23 @@ working directory) with analytics off; its only Data Docs site is ``results_dir/
 
 GX 1.24 behaviours this module works around (see also the package docstring):
 
-- A Checkpoint passes the same ``batch_parameters`` to all its validation definitions, and a Spark
-  dataframe asset takes its DataFrame from them, so each check gets its own asset, suite,
-  validation definition and checkpoint (all sharing one run id).
+- A Spark dataframe asset takes its DataFrame from the ``batch_parameters`` of a run, so each check
+  gets its own asset, suite and validation definition, run directly (no Checkpoint: it would add
+  nothing, and its result format is fixed when it is saved), all sharing one run id.
+- Each expectation costs GX several Spark actions (an aggregate, up to 20 sample values, for an
+  unexpected-rows query a count and then up to 200 rows), dozens per check, each with Python and
+  JVM planning overhead. So the runner caches every batch itself, in one pass that also computes
+  the check's derived columns (costly row-level rules, evaluated once per row), coalesced to one
+  partition (a ``limit`` over several partitions may take one job per partition); GX's own
+  persisting is off. Checks are first validated without sample values
+  (:data:`_FIRST_PASS_FORMAT`), which spares a Spark job per column expectation; a check that
+  fails is validated again with :data:`_RESULT_FORMAT`, whose samples its failure lines show,
+  and those results replace the first ones.
 - Data Docs are built once, after all checks (a full build of the ephemeral context, which holds
   this run's suites and results only), rather than by an ``UpdateDataDocsAction`` per checkpoint:
   every build compiles GX's Jinja templates anew (about a second each), and an incremental build
   of validation results alone leaves the index linking to suite pages that were never rendered.
-- The Spark execution engine ``persist()``\\ s every batch DataFrame; batches that were not cached
-  before the run are unpersisted after it.
+- Caching is left as the caller had it: only the DataFrames the runner cached are unpersisted.
 - An expectation object can belong to one suite only (``add_expectation`` refuses one that has an
   id) and a suite silently drops "equal-ish" duplicates; the runner adds copies and warns about
   duplicates.
@@ -51,9 +59,12 @@ log = logging.getLogger(__name__)
 DATA_DOCS_DIR = "data_docs"
 _SITE_NAME = "hep_quality"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-#: GX result format of every run: unexpected counts plus up to 20 sample values per column
+#: GX result format of a failing check: unexpected counts plus up to 20 sample values per column
 #: expectation (BOOLEAN_ONLY would drop the counts that failure lines show).
 _RESULT_FORMAT = "BASIC"
+#: GX result format of the first pass: BASIC without sample values (a limit of 0 needs no Spark
+#: job); for an expectation that passes, the same result as :data:`_RESULT_FORMAT`.
+_FIRST_PASS_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
 def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLike[str]) -> QualityReport:
@@ -80,7 +91,7 @@ def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLi
     import great_expectations as gx
 
     context = _ephemeral_context(docs_dir)
-    source = context.data_sources.add_spark(name="spark")
+    source = context.data_sources.add_spark(name="spark", persist=False)  # the runner caches each batch
     run_id = gx.RunIdentifier(run_name=suite, run_time=dt.datetime.now(dt.timezone.utc))
     results: dict[str, ExpectationSuiteValidationResult] = {}
     for check in checks:
@@ -162,7 +173,7 @@ def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
 
 
 def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) -> ExpectationSuiteValidationResult:
-    """Validate one check through its own asset, suite, validation definition and checkpoint."""
+    """Validate one check through its own asset, suite and validation definition."""
     import great_expectations as gx
 
     name = f"{suite}.{check.name}"
@@ -175,22 +186,58 @@ def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite)
     )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[definition],
-            result_format=_RESULT_FORMAT,
-        )
-    )
-    df = check.dataframe
-    was_cached = _is_cached(df)
+    batch, cached = _cached_batch(check)
     try:
-        result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
+        result = definition.run(batch_parameters={"dataframe": batch}, result_format=_FIRST_PASS_FORMAT, run_id=run_id)
+        if not result.success:
+            # again with sample values for the failure lines; same run id and batch, so these
+            # results replace the first ones in the context's store (and in Data Docs)
+            result = definition.run(batch_parameters={"dataframe": batch}, result_format=_RESULT_FORMAT, run_id=run_id)
     finally:
-        if not was_cached:
-            df.unpersist()
-    (validation,) = result.run_results.values()
-    return validation
+        if cached is not None:
+            cached.unpersist()
+    return result
+
+
+def _cached_batch(check: Check) -> tuple[Any, Any]:
+    """(the DataFrame GX validates, the DataFrame this run cached or None).
+
+    The batch is ``check.dataframe`` with the check's derived columns, cached and computed in one
+    Spark job (unless the caller had cached it), then coalesced to one partition.
+    """
+    df = _with_derived(check)
+    if _is_cached(df):
+        return df.coalesce(1), None
+    df.persist()
+    df.count()  # computes every derived column once, in parallel
+    return df.coalesce(1), df
+
+
+def _with_derived(check: Check) -> Any:
+    """``check.dataframe`` plus the derived columns of ``check``.
+
+    A derived column that does not analyse (a rule on a missing column) is left out with a
+    warning: the query of its expectation then fails with that error, as the rule itself would.
+    """
+    from pyspark.errors import AnalysisException
+
+    from hep_tasks.quality.sql import quote
+
+    df = check.dataframe
+    columns = {name: f"{expression} AS {quote(name)}" for name, expression in check.derived.items()}
+    if not columns:
+        return df
+    try:
+        return df.selectExpr("*", *columns.values())
+    except AnalysisException:
+        valid = []
+        for name, column in columns.items():
+            try:
+                df.selectExpr(column)
+                valid.append(column)
+            except AnalysisException as err:
+                log.warning("quality %s: derived column %s left out: %s", check.name, name, str(err).splitlines()[0])
+        return df.selectExpr("*", *valid)
 
 
 def _is_cached(df: Any) -> bool:

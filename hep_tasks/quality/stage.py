@@ -17,7 +17,6 @@ import logging
 import os
 import posixpath
 import tempfile
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hep_tasks.config import QualityParams
@@ -43,19 +42,14 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
         _mark_model(store, stage, version, manifest)
         return summary(store, manifest)
 
-    # every expectation is a Spark job over the same data: read the Parquet once
-    checks = [replace(c, dataframe=c.dataframe.persist()) for c in CHECKS[stage](spark, store, version, manifest, params)]
+    checks = CHECKS[stage](spark, store, version, manifest, params)  # run_checks reads each batch once
     results = store.path(stage, version, RESULTS)
-    try:
-        if store.is_local:
-            report = run_checks(stage, checks, results)
-        else:  # GX renders into a local directory; upload it next to the data
-            with tempfile.TemporaryDirectory(prefix="hep-quality-") as tmp:
-                report = run_checks(stage, checks, tmp)
-                store.fs.put(tmp + "/", results, recursive=True)
-    finally:
-        for check in checks:
-            check.dataframe.unpersist()
+    if store.is_local:
+        report = run_checks(stage, checks, results)
+    else:  # GX renders into a local directory; upload it next to the data
+        with tempfile.TemporaryDirectory(prefix="hep-quality-") as tmp:
+            report = run_checks(stage, checks, tmp)
+            store.fs.put(tmp + "/", results, recursive=True)
     outcome = report.to_dict() | {
         "results_path": posixpath.join(RESULTS, os.path.basename(report.results_path)),
         "data_docs_index": posixpath.join(RESULTS, "data_docs", "index.html"),
