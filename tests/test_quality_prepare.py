@@ -12,7 +12,8 @@ import pytest
 from quality_helpers import assert_single_failure
 
 from hep_tasks.quality import DataQualityError, QualityReport, prepared_checks, raise_for_failures, run_checks
-from hep_tasks.quality.prepare_suite import delta_r_order_query
+from hep_tasks.quality.prepare_suite import KEYS, delta_r_order_rule
+from hep_tasks.quality.sql import select_rows
 
 SCHEMA = (
     "label int, label_onehot array<float>, hlf array<float>, particles array<array<float>>, "
@@ -124,5 +125,6 @@ def test_delta_r_query_wraps_phi(spark):
     df = spark.createDataFrame([("f", 0, scaled), ("f", 1, [scaled[1], scaled[0], scaled[2]])],
                                "source_file string, entry bigint, particles array<array<float>>")
     df.createOrReplaceTempView("dr_order_test")
-    rows = spark.sql(delta_r_order_query(**SCALING).replace("{batch}", "dr_order_test")).collect()
+    where, show = delta_r_order_rule(**SCALING)
+    rows = spark.sql(select_rows(where, keys=KEYS, show=show).replace("{batch}", "dr_order_test")).collect()
     assert [(r["entry"], r["first_rising_row"], r["n_rising"]) for r in rows] == [(1, 1, 1)]

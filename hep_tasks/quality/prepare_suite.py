@@ -34,7 +34,6 @@ from hep_tasks.quality.sql import (
     finite_expectations,
     not_null_expectations,
     schema_expectations,
-    select_rows,
     shapes_expectation,
     unique_keys_expectation,
 )
@@ -165,13 +164,6 @@ def split_expectations(
             )
         )
     return out
-
-
-def delta_r_order_query(*, eta_mean: float, eta_std: float, phi_mean: float, phi_std: float) -> str:
-    """Rows whose particles are not sorted by decreasing ΔR from the last row, as a self-contained
-    query (the suite evaluates the same rule once per row, see :class:`RowRules`)."""
-    where, show = delta_r_order_rule(eta_mean=eta_mean, eta_std=eta_std, phi_mean=phi_mean, phi_std=phi_std)
-    return select_rows(where, keys=KEYS, show=show)
 
 
 def delta_r_order_rule(*, eta_mean: float, eta_std: float, phi_mean: float, phi_std: float) -> tuple[str, str]:
