@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hep_tasks.sparkjob import collect_small
 from hep_tasks.tune.trial import TrialSpec, run_trial, trial_task
 
 if TYPE_CHECKING:
@@ -36,9 +37,7 @@ def run_round(
     rdd = sc.parallelize([s.to_json() for s in specs], len(specs)).mapPartitions(trial_task(function))
     error = "no result came back"
     try:
-        # len(specs) small JSON results: collect runs every partition at once, while take()
-        # (collect_small) would start with one partition and run the trials one after another
-        results = [json.loads(text) for text in rdd.collect()]
+        results = [json.loads(text) for text in collect_small(rdd, len(specs))]  # one small JSON per trial
     except Exception as err:  # py4j wraps the task's failure
         error = _first_line(err)
         log.warning("tune: the Spark job of trials %s failed (%s); recording them as failed", [s.number for s in specs], error)
