@@ -7,9 +7,9 @@ checked (prepare only accepts checked data; the suite's own cost is ``bench_qual
 
 1. *kernel*: the per-batch work (ΔR sort, scaling, one-hot; ``prepare/transform.py``) on one core
    over the ingested Parquet, in Arrow batches;
-2. *stage*: the whole prepare stage on Spark ``local[N]`` (split, exact balancing, scaler fit,
-   transform, shuffle, write, checksums); output events (train + test) per second per core, with
-   the time of each phase.
+2. *stage*: the whole prepare stage on Spark ``local[N]`` (split and counts, exact balancing,
+   scatter with the scaler fit, gather with the transform and the writes, commit); output events
+   (train + test) per second per core, with the time of each phase.
 
 CERN (Migliorini et al. 2020): about 2.8 output events/s/core for feature preparation.
 Run: ``.venv/bin/python bench/bench_prepare.py [--cores 2]``.
@@ -78,9 +78,9 @@ def main() -> None:
         # cold: first Python workers and JVM code paths; warm: a second version (other seed), as in a long job
         for run, seed in (("cold", 42), ("warm", 43)):
             phases = Phases()
-            phases.watch(prepare, "class_counts", "split+counts")
-            phases.watch(prepare, "cutoffs", "balance")
-            phases.watch(prepare, "scatter_events", "scatter+fit")
+            phases.watch(prepare, "key_histogram", "split+counts")
+            phases.watch(prepare, "balancing_cutoffs", "balance")
+            phases.watch(prepare, "scatter_files", "scatter+fit")
             phases.watch(prepare, "write_splits", "gather+transform+write")
             phases.watch(PendingVersion, "commit")
             try:

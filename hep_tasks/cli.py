@@ -10,9 +10,11 @@ result under ``<data_root>/_runs/`` for the launcher (Airflow).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
 from hep_tasks.config import ConfigError, IngestParams, PipelineSettings, _Params
@@ -58,6 +60,22 @@ def check_locations(params: _Params, settings: PipelineSettings) -> None:
             raise ConfigError(str(err)) from None
 
 
+def prefetch(modules: Sequence[str]) -> None:
+    """Import ``modules`` in a background thread: a stage that starts Spark first then finds them
+    imported (Great Expectations: ≈ 2.5 s, hidden behind the JVM's start). An import that fails
+    here fails again, with its message, where the stage imports the module."""
+
+    def load() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - reported by the stage's own import
+                log.debug("prefetching %s failed", module, exc_info=True)
+
+    if modules:
+        threading.Thread(target=load, name="hep-prefetch", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -83,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from hep_tasks.sparkjob import LazySession
 
+    prefetch(stage.prefetch)
     spark = LazySession(f"hep-{stage.name}", settings.spark_master) if stage.uses_spark else None
     try:
         summary = stage.function()(spark, store, params)

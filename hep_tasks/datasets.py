@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -92,6 +93,13 @@ def _module_file(name: str) -> Path | None:
 
 def _imported_modules(name: str, path: Path) -> set[str]:
     """``hep_tasks`` modules that the source of ``name`` imports (statically, anywhere in the file)."""
+    stat = path.stat()
+    return set(_parsed_imports(name, path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_imports(name: str, path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """:func:`_imported_modules` of one state of the file (parsing is most of a code version's cost)."""
     import ast
 
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -111,7 +119,7 @@ def _imported_modules(name: str, path: Path) -> set[str]:
         parts = module.split(".")
         if parts[0] == "hep_tasks":  # the module and the packages it lives in
             out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {m for m in out - _NOT_HASHED if _module_file(m) is not None}
+    return frozenset(m for m in out - _NOT_HASHED if _module_file(m) is not None)
 
 
 def _source_hash(module: str) -> str:

@@ -53,7 +53,7 @@ def local_environment(repo: Path = REPO, base: dict[str, str] | None = None) -> 
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{airflow_home}/logs",
         "GX_ANALYTICS_ENABLED": "False",
-        "SPARK_CONF_DIR": str(repo / "hep_tasks" / "sparkconf"),  # Spark logs at WARN (log4j2.properties)
+        "SPARK_CONF_DIR": str(repo / "hep_tasks" / "sparkconf"),  # logs at WARN, driver JVM flags (sparkconf/)
         f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}": json.dumps(
             {
                 "conn_type": "spark",

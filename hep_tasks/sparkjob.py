@@ -6,11 +6,13 @@ When ``spark-submit`` starts a job it sets the master; otherwise (tests, benchma
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import posixpath
 import sys
+from collections.abc import Iterator
 from urllib.parse import urlparse
 from typing import TYPE_CHECKING, Any
 
@@ -84,13 +86,32 @@ def collect_small(data: DataFrame | RDD, max_rows: int) -> list[Any]:
     Datasets never come to the driver; this guard makes the intent checkable.
     """
     if hasattr(data, "limit"):
-        rows = data.limit(max_rows + 1).collect()
+        # A limit is collected like take(): one partition first, then 4x more per job, so tasks that
+        # do real work (a Python stage) would run one job after another; scan them all in one job.
+        with sql_conf(data.sparkSession, {"spark.sql.limit.initialNumPartitions": str(2**31 - 1)}):
+            rows = data.limit(max_rows + 1).collect()
     else:  # one job over every partition at once (RDD.take would scan them a few at a time)
         bound = max_rows + 1
         rows = data.mapPartitions(lambda it: itertools.islice(it, bound)).collect()
     if len(rows) > max_rows:
         raise RuntimeError(f"refusing to collect more than {max_rows} rows to the driver")
     return rows
+
+
+@contextlib.contextmanager
+def sql_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
+    """Set runtime SQL properties of ``spark`` for the duration of the block, then restore them."""
+    before = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def file_checksums(spark: SparkSession, url: str, max_files: int = 100_000) -> list[dict[str, Any]]:

@@ -32,6 +32,9 @@ class Stage:
     target: str  # "module:function"
     description: str
     uses_spark: bool = True
+    #: Slow imports the stage needs, started in a background thread by the CLI so that they overlap
+    #: the start of its Spark application (the stage starts Spark before it uses them).
+    prefetch: tuple[str, ...] = ()
 
     def function(self) -> Callable:
         module, name = self.target.split(":")
@@ -48,7 +51,8 @@ STAGES: dict[str, Stage] = {
         Stage("train", TrainParams, "hep_tasks.train.stage:run", "Keras classifiers trained data-parallel on Spark"),
         Stage("evaluate", EvaluateParams, "hep_tasks.evaluate.stage:run", "test-split ROC/AUC, confusion, report"),
         Stage("score", ScoreParams, "hep_tasks.score.stage:run", "a trained model applied to ingested events"),
-        Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output"),
+        Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output",
+              prefetch=("great_expectations",)),
         Stage("publish", PublishParams, "hep_tasks.catalog:run", "move latest to a run's checked versions; index page", False),
     )
 }

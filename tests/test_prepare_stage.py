@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from hep_tasks.config import IngestParams, PrepareParams
 from hep_tasks.datasets import DatasetError, DatasetStore
 from hep_tasks.ingest import stage as ingest
 from hep_tasks.prepare import stage as prepare
+from hep_tasks.prepare.lineage import GROUPS, Assignment, Lineage, group_of, is_test
+from hep_tasks.prepare.shuffle import read_keys
 from hep_tasks.prepare.scalers import FeatureScalers
 from hep_tasks.prepare.transform import sort_by_delta_r
+from hep_tasks.processes import LABELS
 
 pytestmark = pytest.mark.slow
 
@@ -29,28 +33,53 @@ def _events(spark, store, version):
     return spark.read.parquet(store.url("ingest", version, "events"))
 
 
-def _keys(df, split):
-    return {(r.source_file, r.entry) for r in df.filter(f"split = '{split}'").select("source_file", "entry").collect()}
+def _keys(store, version):
+    """Lineage and labels of every ingested event, one ingest file at a time (as the tasks read them)."""
+    return [read_keys(url) for url, _ in prepare.input_files(store, [version])[version]]
+
+
+def _split(keys, seed, fraction=0.3):
+    split = {"train": set(), "test": set()}
+    for lineage, _ in keys:
+        names = np.array(lineage.names, dtype=object)[lineage.codes]
+        for test, name, entry in zip(is_test(lineage, seed, fraction), names, lineage.entry):
+            split["test" if test else "train"].add((name, int(entry)))
+    return split
 
 
 def test_split_is_reproducible_disjoint_and_seeded(spark, ingested):
-    events = _events(spark, *ingested)
-    a, b = prepare.assign_split(events, 0.3, 7), prepare.assign_split(events, 0.3, 7)
-    assert _keys(a, "train") == _keys(b, "train") and _keys(a, "test") == _keys(b, "test")
-    assert not _keys(a, "train") & _keys(a, "test")
-    assert len(_keys(a, "train")) + len(_keys(a, "test")) == events.count()
-    assert 0.15 < len(_keys(a, "test")) / events.count() < 0.45
-    assert _keys(prepare.assign_split(events, 0.3, 8), "test") != _keys(a, "test")
-    # the split of an event does not depend on how the data is partitioned
-    assert _keys(prepare.assign_split(events.repartition(7), 0.3, 7), "test") == _keys(a, "test")
+    keys, n = _keys(*ingested), _events(spark, *ingested).count()
+    a, b = _split(keys, 7), _split(keys, 7)
+    assert a["train"] == b["train"] and a["test"] == b["test"]
+    assert not a["train"] & a["test"]
+    assert len(a["train"]) + len(a["test"]) == n
+    assert 0.15 < len(a["test"]) / n < 0.45
+    assert _split(keys, 8)["test"] != a["test"]
+    # the split of an event does not depend on how the events are batched
+    merged = Lineage(pa.array([lin.names[c] for lin, _ in keys for c in lin.codes]), np.concatenate([lin.entry for lin, _ in keys]))
+    assert _split([(merged, None)], 7)["test"] == a["test"]
 
 
 def test_balancing_keeps_exact_equal_counts(spark, ingested):
-    keyed = prepare.assign_split(_events(spark, *ingested), 0.2, 1)
-    before = prepare.class_counts(keyed)
-    targets = {s: min(before[s].values()) for s in prepare.SPLITS}
-    after = prepare.class_counts(prepare.balance(keyed, targets))
-    assert after == {s: dict.fromkeys(before[s], targets[s]) for s in prepare.SPLITS}
+    store, version = ingested
+    params = PrepareParams.from_values({"input": version, "test_fraction": 0.2, "seed": 1}, env={})
+    files = prepare.input_files(store, [version])[version]
+    counts = prepare.key_histogram(spark, files, params)
+    keys = _keys(store, version)
+    groups = np.concatenate([group_of(is_test(lin, 1, 0.2), label) for lin, label in keys])
+    assert counts.sum(axis=1).tolist() == np.bincount(groups, minlength=len(GROUPS)).tolist()
+    targets = {s: int(min(counts[g].sum() for g, (split, _) in enumerate(GROUPS) if split == s)) for s in prepare.SPLITS}
+    last = prepare.balancing_cutoffs(spark, files, params, counts, targets)
+    # the cut-off is the targets[split]-th event of its group in (rank, source_file, entry) order
+    ranked = sorted((int(g), int(r), lin.names[c].encode(), int(e)) for lin, label in keys
+                    for g, r, c, e in zip(group_of(is_test(lin, 1, 0.2), label), lin.hash(1, "balance"), lin.codes, lin.entry))  # fmt: skip
+    for g, (split, label) in enumerate(GROUPS):
+        r, f, e = [k[1:] for k in ranked if k[0] == g][targets[split] - 1]
+        assert last[(split, label)] == (r, f.decode(), e)
+    assignment = Assignment.plan(1, 0.2, 2, targets, last, prepare.BUCKET_ROWS)
+    kept = np.concatenate([group_of(is_test(lin, 1, 0.2), label)[assignment.of(lin, label)["kept"]] for lin, label in keys])
+    after = {s: {p: int((kept == GROUPS.index((s, LABELS[p]))).sum()) for p in LABELS} for s in prepare.SPLITS}
+    assert after == {s: dict.fromkeys(LABELS, targets[s]) for s in prepare.SPLITS}
 
 
 def test_prepared_version_scalers_are_numpy_statistics_of_the_train_rows(spark, ingested):

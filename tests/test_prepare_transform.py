@@ -35,6 +35,23 @@ def test_sort_by_decreasing_delta_r_with_the_lepton_last():
     assert out[5:8, 0].tolist() == [2, 1, 0]  # the lepton stays last even when tied at ΔR = 0
 
 
+def test_sort_by_delta_r_equals_a_lexsort_by_event_then_decreasing_delta_r_then_lepton_last():
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 30, size=200)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rows = np.zeros((offsets[-1], len(PARTICLE_FEATURES)))
+    rows[:, ETA] = rng.choice([-1.0, 0.0, 0.5, 1.0], size=len(rows))  # few values: many ties in ΔR
+    rows[:, PHI] = rng.choice([-3.0, 0.0, 3.0], size=len(rows))
+    rows[:, 0] = np.arange(len(rows))
+    event = np.repeat(np.arange(len(counts)), counts)
+    lepton = np.repeat(offsets[:-1], counts)
+    dr = np.hypot(rows[:, ETA] - rows[lepton, ETA], (rows[:, PHI] - rows[lepton, PHI] + math.pi) % (2 * math.pi) - math.pi)
+    is_lepton = np.zeros(len(rows), dtype=np.int8)
+    is_lepton[offsets[:-1][counts > 0]] = 1
+    expected = rows[np.lexsort((is_lepton, -dr, event))]
+    assert sort_by_delta_r(offsets, rows)[:, 0].tolist() == expected[:, 0].tolist()
+
+
 def test_one_hot_rows():
     assert one_hot(np.array([0, 1, 2, 1])).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
 

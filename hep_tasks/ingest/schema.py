@@ -8,10 +8,15 @@ Floats are stored as float32.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 
-from hep_tasks.physics import HLF_FEATURES, PARTICLE_FEATURES, EventFeatures
+from hep_tasks.physics import HLF_FEATURES, PARTICLE_FEATURES
+
+if TYPE_CHECKING:
+    from hep_tasks.physics.features import EventFeatures
 
 N_HLF = len(HLF_FEATURES)
 N_PARTICLE_FEATURES = len(PARTICLE_FEATURES)
@@ -55,6 +60,20 @@ def numeric(values: np.ndarray) -> pa.Array:
     """
     values = np.ascontiguousarray(values)
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def numpy_of(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values of a null-free integer or floating-point Arrow array as NumPy (a view of one chunk).
+
+    Not ``to_numpy``, which imports pandas, for the same reason as :func:`numeric`.
+    """
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    kind = "f" if pa.types.is_floating(array.type) else "i" if pa.types.is_signed_integer(array.type) else "u"
+    if array.null_count or not (kind == "f" or pa.types.is_integer(array.type)):
+        raise TypeError(f"numpy_of: {array.type} array with {array.null_count} nulls; expected null-free numbers")
+    dtype = np.dtype(f"{kind}{array.type.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 def repeated(text: str, n: int) -> pa.StringArray:

@@ -36,26 +36,46 @@ charge (``EFlowTrack.Charge``, or from the PDG id with −sign(PID) for e, μ, �
 
 from __future__ import annotations
 
-from .constants import (
-    CUTFLOW_STEPS,
-    HLF_FEATURES,
-    HLF_INDEX,
-    ISOLATED_LEPTON_MAX_ISO,
-    ISOLATION_CONE,
-    MAX_NEUTRAL_HADRONS,
-    MAX_PARTICLES,
-    MAX_PHOTONS,
-    MAX_TRACKS,
-    OPTIONAL_FIELDS,
-    PARTICLE_FEATURES,
-    PARTICLE_INDEX,
-    REQUIRED_FIELDS,
-)
-from .features import EventFeatures, compute_features, cutflow_counts
-from .hlf import transverse_mass
-from .kinematics import delta_phi, delta_r, four_vector, wrap_phi
-from .particles import charge_from_pid
-from .validation import check_events
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # also what datasets.code_version's import graph sees
+    from .constants import (
+        CUTFLOW_STEPS,
+        HLF_FEATURES,
+        HLF_INDEX,
+        ISOLATED_LEPTON_MAX_ISO,
+        ISOLATION_CONE,
+        MAX_NEUTRAL_HADRONS,
+        MAX_PARTICLES,
+        MAX_PHOTONS,
+        MAX_TRACKS,
+        OPTIONAL_FIELDS,
+        PARTICLE_FEATURES,
+        PARTICLE_INDEX,
+        REQUIRED_FIELDS,
+    )
+    from .features import EventFeatures, compute_features, cutflow_counts
+    from .hlf import transverse_mass
+    from .kinematics import delta_phi, delta_r, four_vector, wrap_phi
+    from .particles import charge_from_pid
+    from .validation import check_events
+
+#: Where each public name lives: imported on first use (PEP 562), so that code needing only the
+#: constants or ΔR (prepare's Python tasks) does not load numba and awkward.
+_HOME = {
+    **dict.fromkeys(
+        ["CUTFLOW_STEPS", "HLF_FEATURES", "HLF_INDEX", "ISOLATED_LEPTON_MAX_ISO", "ISOLATION_CONE",
+         "MAX_NEUTRAL_HADRONS", "MAX_PARTICLES", "MAX_PHOTONS", "MAX_TRACKS", "OPTIONAL_FIELDS",
+         "PARTICLE_FEATURES", "PARTICLE_INDEX", "REQUIRED_FIELDS"],
+        "constants",
+    ),
+    **dict.fromkeys(["EventFeatures", "compute_features", "cutflow_counts"], "features"),
+    "transverse_mass": "hlf",
+    **dict.fromkeys(["delta_phi", "delta_r", "four_vector", "wrap_phi"], "kinematics"),
+    "charge_from_pid": "particles",
+    "check_events": "validation",
+}  # fmt: skip
 
 __all__ = [
     "CUTFLOW_STEPS",
@@ -82,3 +102,15 @@ __all__ = [
     "transverse_mass",
     "wrap_phi",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])

@@ -30,8 +30,9 @@ class MinMaxScaler:
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         span = self.maximum - self.minimum
-        span = np.where(span > 0, span, 1.0)
-        return (values - self.minimum) / span
+        scaled = values - self.minimum  # then in place: one temporary, the same bits
+        scaled /= np.where(span > 0, span, 1.0)
+        return scaled
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(self.features), "min": self.minimum.tolist(), "max": self.maximum.tolist()}
@@ -48,7 +49,9 @@ class StandardScaler:
     std: np.ndarray
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / np.where(self.std > 0, self.std, 1.0)
+        scaled = values - self.mean  # then in place: one temporary, the same bits
+        scaled /= np.where(self.std > 0, self.std, 1.0)
+        return scaled
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return values * np.where(self.std > 0, self.std, 1.0) + self.mean

@@ -15,51 +15,59 @@ Order matters (ARCHITECTURE §3-4, fixing the 2019 leak where scalers saw the te
    (``shuffle.py``, ``hep_tasks.partfiles``), in row groups of ``rows_per_row_group`` events, the
    unit streamed into training. Both splits in one pass.
 
-Steps 1-2 read only the lineage keys (Spark SQL); only keys pass through Spark's shuffle, the
-particle payload is read once per step 3 and 4 by pyarrow and never enters the JVM.
-
-Spark SQL for the relational part, Arrow batches + NumPy for the per-event arrays; no row UDFs.
+Every step runs in Spark's Python tasks with pyarrow and NumPy (no row UDFs), one ingest file at a
+time: the hashes are Spark SQL's ``xxhash64``, computed from the lineage by the task that reads
+the event (``lineage.py``), so no key travels from task to task and nothing enters the JVM.
+Balancing reads the key columns twice (a rank histogram, then the keys of one rank bin per class);
+the payload is read once from the ingest files and once from the pieces. Four Spark jobs, and no
+Spark SQL: a fresh application's first SQL query costs seconds of JVM warm-up, which on the batch
+sizes of a reprocessing run is most of the stage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
-import math
 import posixpath
 from typing import TYPE_CHECKING, Any
 
+import fsspec
+import numpy as np
+
 from hep_tasks.config import PrepareParams
 from hep_tasks.datasets import DatasetError, DatasetStore, code_version, summary, version_id
-from hep_tasks.ingest.schema import spark_ddl
 from hep_tasks.ingest.stage import EVENTS
 from hep_tasks.partfiles import drop_attempts
+from hep_tasks.prepare.lineage import (
+    GROUPS,
+    RANK_BINS,
+    SPLITS,
+    Assignment,
+    Cutoff,
+    boundaries,
+    boundary_keys,
+    cutoffs,
+    histogram,
+)
 from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers
-from hep_tasks.prepare.shuffle import SCATTERED, fit, gather, scatter
+from hep_tasks.prepare.shuffle import events_file, fit, gather, read_keys, scatter
 from hep_tasks.processes import LABELS, PROCESS_OF_LABEL
-from hep_tasks.sparkjob import collect_small
+from hep_tasks.sparkjob import collect_small, task_slots
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark import RDD
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
 STAGE = "prepare"
 SOURCE = "ingest"
-SPLITS = ("train", "test")
 #: Scratch directory of a pending version: the pieces between scatter and gather.
 SCRATCH = "_shuffle"
 #: Events per bucket of an output file (the most a task holds in memory while writing one).
 BUCKET_ROWS = 8192
-REQUIRED_COLUMNS = {
-    "label": "int",
-    "hlf": "array<float>",
-    "particles": "array<array<float>>",
-    "source_file": "string",
-    "entry": "bigint",
-}
-_BUCKETS = 1 << 24  # resolution of the hash -> [0, 1) mapping of the split
 
 
 def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict[str, Any]:
@@ -70,15 +78,14 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
         log.info("prepare version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
 
-    from pyspark.sql import functions as F
-
     what = f"{SOURCE} version{'s' if len(sources) > 1 else ''} {', '.join(sources)}"
     log.info("preparing %s", what)
-    events = spark.read.parquet(*(store.url(SOURCE, s, EVENTS) for s in sources))
-    check_schema(events, what)
-    located = events.select("source_file", "entry", "label", F.col("_metadata.file_path").alias("_file"))
-    keys = assign_split(located, params.test_fraction, params.seed)
-    before = class_counts(keys)
+    inputs = input_files(store, sources)
+    check_schema(sources, inputs)
+    files = [f for listed in inputs.values() for f in listed]
+    counts = key_histogram(spark, files, params)
+    before = {split: {PROCESS_OF_LABEL[label]: int(counts[g].sum()) for g, (s, label) in enumerate(GROUPS) if s == split}
+              for split in SPLITS}  # fmt: skip
     for split in SPLITS:
         missing = [p for p, n in before[split].items() if n == 0]
         if missing:
@@ -88,37 +95,42 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
     log.info("events per class before balancing %s; keeping %s per class", before, targets)
-    kept = output_files(balance(keys, targets, cutoffs(keys, targets)), params, targets).persist()  # keys: small
-    try:
-        with store.begin(STAGE, version) as pending:
-            scratch = posixpath.join(pending.url, SCRATCH)
-            n_files = sum(len(store.read_manifest(SOURCE, s)["files"]) for s in sources)
-            scattered = scatter_events(kept, scratch, n_files)
-            scalers = fit(scattered, targets["train"] * len(LABELS))
-            log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"],
-                     scalers.fitted_on["particles"])
-            text = scalers.dumps()
-            with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
-                f.write(text)
-            parts = sorted({p for row in scattered for p in row["parts"]})
-            written = write_splits(spark, parts, scalers, scratch, pending.url, params)
-            store.fs.rm(posixpath.join(pending.path, SCRATCH), recursive=True)
-            artifact = {"path": ARTIFACT, "size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-            manifest = pending.commit(
-                {
-                    "inputs": {SOURCE: sources},
-                    "parameters": params.to_dict(),
-                    "code_version": code_version(__name__),
-                    "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
-                    | {"total": sum(targets.values()) * len(LABELS)},
-                    "counts_before_balancing": before,
-                    "scalers": ARTIFACT,
-                    "files": sorted([artifact, *written], key=lambda f: f["path"]),
-                }
-            )
-    finally:
-        kept.unpersist()
+    last = balancing_cutoffs(spark, files, params, counts, targets)
+    assignment = Assignment.plan(params.seed, params.test_fraction, params.files_per_split, targets, last, BUCKET_ROWS)
+    with store.begin(STAGE, version) as pending:
+        scratch = posixpath.join(pending.url, SCRATCH)
+        scattered = scatter_files(spark, files, assignment, scratch)
+        check_kept(scattered, targets)
+        scalers = fit(scattered, targets["train"] * len(LABELS))
+        log.info("scalers fitted on %d training events (%d particles)", scalers.fitted_on["events"],
+                 scalers.fitted_on["particles"])
+        text = scalers.dumps()
+        with store.fs.open(posixpath.join(pending.path, ARTIFACT), "w") as f:
+            f.write(text)
+        parts = sorted({p for row in scattered for p in row["parts"]})
+        written = write_splits(spark, parts, scalers, scratch, pending.url, params)
+        store.fs.rm(posixpath.join(pending.path, SCRATCH), recursive=True)
+        artifact = {"path": ARTIFACT, "size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        manifest = pending.commit(
+            {
+                "inputs": {SOURCE: sources},
+                "parameters": params.to_dict(),
+                "code_version": code_version(__name__),
+                "counts": {split: {p: targets[split] for p in LABELS} for split in SPLITS}
+                | {"total": sum(targets.values()) * len(LABELS)},
+                "counts_before_balancing": before,
+                "scalers": ARTIFACT,
+                "files": sorted([artifact, *written], key=lambda f: f["path"]),
+            }
+        )
     return summary(store, manifest)
+
+
+def input_files(store: DatasetStore, sources: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """The events files of each ingest version as its manifest lists them: (URL, size in bytes)."""
+    prefix = EVENTS + "/"
+    return {s: [(store.url(SOURCE, s, f["path"]), f["size"]) for f in store.read_manifest(SOURCE, s)["files"]
+                if f["path"].startswith(prefix)] for s in sources}  # fmt: skip
 
 
 def planned_version(sources: list[str], params: PrepareParams) -> str:
@@ -178,102 +190,80 @@ def _batch(store: DatasetStore, version: str) -> str:
     return json.dumps(store.read_manifest(SOURCE, version).get("inputs", {}), sort_keys=True)
 
 
-def check_schema(df: DataFrame, what: str) -> None:
-    found = dict(df.dtypes)
-    wrong = [f"{c} ({found.get(c, 'missing')}, expected {t})" for c, t in REQUIRED_COLUMNS.items() if found.get(c) != t]
-    if wrong:
-        raise DatasetError(f"{what} has the wrong schema: {', '.join(wrong)} (columns: {', '.join(found)})")
+def check_schema(sources: list[str], inputs: dict[str, list[tuple[str, int]]]) -> None:
+    """Refuse an ingest version whose events do not have the ingested schema (one file's footer per
+    version: a version is written by one code version; each task checks its own file again)."""
+    for source in sources:
+        if not inputs[source]:
+            raise DatasetError(f"{SOURCE} version {source} lists no events files")
+        fs, path = fsspec.core.url_to_fs(inputs[source][0][0])
+        with fs.open(path, "rb") as f:
+            events_file(f, f"{SOURCE} version {source}")
 
 
-def _lineage_hash(seed: int, salt: str):
-    from pyspark.sql import functions as F
-
-    return F.xxhash64(F.col("source_file"), F.col("entry"), F.lit(seed), F.lit(salt))
-
-
-def assign_split(events: DataFrame, test_fraction: float, seed: int) -> DataFrame:
-    """Add ``split`` ('train'/'test') from a seeded hash of the lineage, and the ranking key ``_rank``."""
-    from pyspark.sql import functions as F
-
-    u = F.pmod(_lineage_hash(seed, "split"), F.lit(_BUCKETS)) / F.lit(_BUCKETS)
-    return events.withColumn("split", F.when(u < F.lit(test_fraction), "test").otherwise("train")).withColumn(
-        "_rank", _lineage_hash(seed, "balance")
-    )
+def file_tasks(spark: SparkSession, files: list[tuple[str, int]]) -> RDD:
+    """The ingest files' URLs as an RDD of up to four tasks per task slot, each given files of about
+    the same total size."""
+    groups = balanced_groups(files, max(1, min(len(files), 4 * task_slots(spark))))
+    return spark.sparkContext.parallelize(groups, len(groups)).flatMap(lambda urls: urls)
 
 
-def class_counts(df: DataFrame) -> dict[str, dict[str, int]]:
-    counts = {split: dict.fromkeys(LABELS, 0) for split in SPLITS}
-    for row in collect_small(df.groupBy("split", "label").count(), len(SPLITS) * len(LABELS)):
-        counts[row["split"]][PROCESS_OF_LABEL[row["label"]]] = row["count"]
-    return counts
+def key_histogram(spark: SparkSession, files: list[tuple[str, int]], params: PrepareParams) -> np.ndarray:
+    """Events per (split, class) group and balancing-rank bin over every file (``lineage.histogram``,
+    summed on the executors)."""
+    seed, fraction = params.seed, params.test_fraction
+
+    def add(total: np.ndarray, url: str) -> np.ndarray:
+        lineage, label = read_keys(url)
+        return total + histogram(lineage, label, seed, fraction)
+
+    zero = np.zeros((len(GROUPS), RANK_BINS), dtype=np.int64)
+    tasks = file_tasks(spark, files)  # a histogram per task reaches the driver, or with many tasks one per tree node
+    return tasks.treeAggregate(zero, add, np.add, depth=1 if tasks.getNumPartitions() <= 32 else 2)
 
 
-def cutoffs(keyed: DataFrame, targets: dict[str, int]) -> dict[tuple[str, int], tuple[int, str, int]]:
-    """Per (split, label): the ``(_rank, source_file, entry)`` of the ``targets[split]``-th event in
-    seeded order, the last one balancing keeps. Reads the keys only; six small rows come back."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+def balancing_cutoffs(spark: SparkSession, files: list[tuple[str, int]], params: PrepareParams, counts: np.ndarray,
+                      targets: dict[str, int]) -> dict[tuple[str, int], Cutoff]:
+    """Each group's cut-off: the ``(rank, source_file, entry)`` of its ``targets[split]``-th event in
+    rank order, from the keys of its boundary bin (``lineage.boundaries``), which alone reach the driver."""
+    bins, places = boundaries(counts, targets)
+    seed, fraction = params.seed, params.test_fraction
 
-    keys = keyed.select("source_file", "entry", "split", "label", "_rank")
-    window = Window.partitionBy("split", "label").orderBy("_rank", "source_file", "entry")
-    target = F.when(F.col("split") == "train", targets["train"]).otherwise(targets["test"])
-    last = keys.withColumn("_n", F.row_number().over(window)).filter(F.col("_n") == target)
-    rows = collect_small(last, len(SPLITS) * len(LABELS))
-    return {(r["split"], r["label"]): (r["_rank"], r["source_file"], r["entry"]) for r in rows}
+    def keys(url: str) -> list[tuple[int, int, str, int]]:
+        lineage, label = read_keys(url)
+        return boundary_keys(lineage, label, seed, fraction, bins)
 
-
-def balance(keyed: DataFrame, targets: dict[str, int], last: dict[tuple[str, int], tuple[int, str, int]] | None = None) -> DataFrame:
-    """Keep exactly ``targets[split]`` events of every class in each split: those up to the class's
-    cutoff (:func:`cutoffs`, computed here unless given) in seeded order. A filter, not a join, so the
-    events' payload is read where it lies and never shuffled for balancing."""
-    from functools import reduce
-
-    from pyspark.sql import functions as F
-
-    last = last if last is not None else cutoffs(keyed, targets)
-    order = F.struct("_rank", "source_file", "entry")
-    keep = [
-        (F.col("split") == split) & (F.col("label") == label) & (order <= _key_struct(r, f, e))
-        for (split, label), (r, f, e) in last.items()
-    ]
-    return keyed.filter(reduce(lambda a, b: a | b, keep))
+    in_bins = int(sum(counts[g, b] for g, b in enumerate(bins)))
+    return cutoffs(collect_small(file_tasks(spark, files).flatMap(keys), in_bins), places)
 
 
-def _key_struct(rank: int, source_file: str, entry: int):
-    from pyspark.sql import functions as F
-
-    return F.struct(F.lit(rank).cast("bigint").alias("_rank"), F.lit(source_file).alias("source_file"),
-                    F.lit(entry).cast("bigint").alias("entry"))
-
-
-def output_files(kept: DataFrame, params: PrepareParams, targets: dict[str, int]) -> DataFrame:
-    """Add each event's output file ``_part`` (``files_per_split`` per split, chosen by a seeded
-    hash of its lineage), its bucket in that file ``_bucket`` and its place in the bucket
-    ``_shuffle``: a file is its buckets in turn, each in random order, and a bucket holds about
-    :data:`BUCKET_ROWS` events, so that writing a file never holds more than one bucket in memory
-    however large the files grow."""
-    from pyspark.sql import functions as F
-
-    n = params.files_per_split
-    buckets = {split: max(1, math.ceil(targets[split] * len(LABELS) / n / BUCKET_ROWS)) for split in SPLITS}
-    is_train = F.col("split") == SPLITS[0]
-    shuffle = _lineage_hash(params.seed, "shuffle")
-    bucket = F.pmod(_lineage_hash(params.seed, "bucket"), F.when(is_train, buckets[SPLITS[0]]).otherwise(buckets[SPLITS[1]]))
-    part = F.when(is_train, 0).otherwise(n) + F.pmod(F.col("_shuffle"), F.lit(n))
-    return kept.withColumn("_shuffle", shuffle).withColumn("_part", part).withColumn("_bucket", bucket.cast("int"))
+def scatter_files(spark: SparkSession, files: list[tuple[str, int]], assignment: Assignment, scratch: str) -> list[dict[str, Any]]:
+    """Scatter the kept events of every ingest file to pieces per output file (``shuffle.scatter``);
+    one record per ingest file."""
+    return collect_small(file_tasks(spark, files).map(lambda url: scatter(url, assignment, scratch)), len(files))
 
 
-def scatter_events(kept: DataFrame, scratch: str, n_files: int) -> list[dict[str, Any]]:
-    """Scatter the kept events to pieces per output file, in Python tasks, one ingest file at a time
-    (``shuffle.scatter``); one row per ingest file. The keys are grouped by ingest file over one
-    task per file, up to four per task slot (adaptive execution would coalesce such a small
-    shuffle into one task)."""
-    from hep_tasks.sparkjob import task_slots
+def balanced_groups(items: list[tuple[str, int]], n: int) -> list[list[str]]:
+    """``n`` groups of ``(name, size)`` items with about equal total sizes (largest first, each to the
+    lightest group), so that one task does not get all the large files.
 
-    tasks = max(1, min(n_files, 4 * task_slots(kept.sparkSession)))
-    grouped = kept.select("_file", "source_file", "entry", "split", "_part", "_bucket", "_shuffle").repartition(tasks, "_file")
-    scattered = grouped.groupBy("_file").applyInArrow(lambda keys: scatter(keys, scratch), spark_ddl(SCATTERED))
-    return [row.asDict() for row in collect_small(scattered, n_files)]
+    >>> balanced_groups([("a", 5), ("b", 1), ("c", 4), ("d", 2)], 2)
+    [['a', 'b'], ['c', 'd']]
+    """
+    groups: list[tuple[int, int, list[str]]] = [(0, i, []) for i in range(n)]
+    for name, size in sorted(items, key=lambda item: -item[1]):
+        total, i, names = heapq.heappop(groups)
+        names.append(name)
+        heapq.heappush(groups, (total + size, i, names))
+    return [names for _, _, names in sorted(groups, key=lambda g: g[1]) if names]
+
+
+def check_kept(scattered: list[dict[str, Any]], targets: dict[str, int]) -> None:
+    """The tasks kept exactly ``targets[split]`` events of every class (their hashes agree with Spark's)."""
+    kept = {key: sum(row["kept"][key] for row in scattered) for key in scattered[0]["kept"]} if scattered else {}
+    expected = {f"{split}/{cls}": targets[split] for split in SPLITS for cls in LABELS.values()}
+    if kept != expected:
+        raise RuntimeError(f"balancing kept {kept} events per split/label, expected {expected}")
 
 
 def write_splits(spark: SparkSession, parts: list[int], scalers: FeatureScalers, scratch: str, url: str,

@@ -1,7 +1,7 @@
 """Per Arrow batch: ΔR-sort the particles, scale HLF and particles, one-hot the label.
 
-Columnar: every step works on the flat particle rows of a whole batch with NumPy (one ``lexsort``
-for the sort), no Python loop over events or particles.
+Columnar: every step works on the flat particle rows of a whole batch with NumPy (two stable
+sorts for the ΔR order), no Python loop over events or particles.
 
 Particle order after sorting: decreasing ΔR from the lepton (row 0 of the ingested matrix); the
 lepton itself, at ΔR = 0, comes last. ΔR uses the unscaled Eta and Phi, with Δφ wrapped into [-π, π].
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES, fixed_rows, jagged_rows
+from hep_tasks.ingest.schema import N_HLF, N_PARTICLE_FEATURES, fixed_rows, jagged_rows, numeric, numpy_of
 from hep_tasks.physics import PARTICLE_FEATURES, delta_r
 from hep_tasks.prepare.scalers import FeatureScalers
 from hep_tasks.processes import LABELS
@@ -36,23 +36,27 @@ OUTPUT_SCHEMA = pa.schema(
 
 def particle_rows(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     """(offsets (n+1,), rows (N, 19) float64) of a list<list<float>> particle column."""
-    counts = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    counts = numpy_of(pc.list_value_length(column))
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    values = pc.list_flatten(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
+    values = numpy_of(pc.list_flatten(pc.list_flatten(column)))
     return offsets, values.astype(np.float64).reshape(-1, N_PARTICLE_FEATURES)
 
 
 def sort_by_delta_r(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows reordered within each event by decreasing ΔR from the event's first row (the lepton last)."""
+    """Rows reordered within each event by decreasing ΔR from the event's first row (the lepton last).
+
+    Stable: particles at equal ΔR keep their order, and the lepton follows any at ΔR = 0. Two
+    stable sorts of the whole batch (by -ΔR, then by event: a radix sort of 16-bit event numbers)
+    instead of a sort per event: no JIT to load in a fresh worker, and as fast as a lexsort of one key.
+    """
     counts = np.diff(offsets)
-    event = np.repeat(np.arange(len(counts)), counts)
     lepton = np.repeat(offsets[:-1], counts)
-    dr = delta_r(rows[:, ETA], rows[:, PHI], rows[lepton, ETA], rows[lepton, PHI])
-    is_lepton = np.zeros(len(rows), dtype=np.int8)
-    is_lepton[offsets[:-1][counts > 0]] = 1
-    order = np.lexsort((is_lepton, -dr, event))  # last key is primary: event, then -ΔR, then lepton
-    return rows[order]
+    key = -delta_r(rows[:, ETA], rows[:, PHI], rows[lepton, ETA], rows[lepton, PHI])
+    key[offsets[:-1][counts > 0]] = np.inf  # after every -ΔR <= 0
+    event = np.repeat(np.arange(len(counts), dtype=np.uint16 if len(counts) <= 1 << 16 else np.uint32), counts)
+    by_key = np.argsort(key, kind="stable")
+    return rows[by_key[np.argsort(event[by_key], kind="stable")]]
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -66,17 +70,17 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 def transform_batch(batch: pa.RecordBatch, scalers: FeatureScalers) -> pa.RecordBatch:
     """An ingested-schema batch -> the prepared schema (sorted, scaled, one-hot)."""
-    labels = batch.column("label").to_numpy(zero_copy_only=False).astype(np.int32)
-    hlf = pc.list_flatten(batch.column("hlf")).to_numpy(zero_copy_only=False).astype(np.float64)
+    labels = numpy_of(batch.column("label")).astype(np.int32)
+    hlf = numpy_of(pc.list_flatten(batch.column("hlf"))).astype(np.float64)
     offsets, rows = particle_rows(batch.column("particles"))
     rows = scalers.particles.transform(sort_by_delta_r(offsets, rows))
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(labels),
+            numeric(labels),
             fixed_rows(one_hot(labels), N_CLASSES),
             fixed_rows(scalers.hlf.transform(hlf.reshape(-1, N_HLF)), N_HLF),
             jagged_rows(offsets, rows, N_PARTICLE_FEATURES),
-            pa.array(np.diff(offsets).astype(np.int32)),
+            numeric(np.diff(offsets).astype(np.int32)),
             batch.column("source_file"),
             batch.column("entry"),
         ],

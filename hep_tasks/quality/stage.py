@@ -42,6 +42,8 @@ def run(spark: SparkSession, store: DatasetStore, params: QualityParams) -> dict
         _mark_model(store, stage, version, manifest)
         return summary(store, manifest)
 
+    # Spark starts here, before the suites import Great Expectations, which the CLI prefetches meanwhile
+    log.info("checking %s version %s (Spark application %s)", stage, version, spark.sparkContext.applicationId)
     checks = CHECKS[stage](spark, store, version, manifest, params)  # run_checks reads each batch once
     results = store.path(stage, version, RESULTS)
     if store.is_local:

@@ -32,7 +32,7 @@ SCORES = "scores"
 
 def run(spark: SparkSession, store: DatasetStore, params: ScoreParams) -> dict[str, Any]:
     from hep_tasks.ingest.stage import EVENTS
-    from hep_tasks.prepare.stage import check_schema
+    from hep_tasks.prepare.stage import check_schema, input_files
     from hep_tasks.prepare.stage import checked_source as checked_ingest
 
     source = checked_ingest(store, params.input)
@@ -42,8 +42,8 @@ def run(spark: SparkSession, store: DatasetStore, params: ScoreParams) -> dict[s
         log.info("score version %s already exists: nothing to do", version)
         return summary(store, store.read_manifest(STAGE, version))
 
+    check_schema([source], input_files(store, [source]))
     events = spark.read.parquet(store.url("ingest", source, EVENTS))
-    check_schema(events, f"ingest version {source}")
     with store.fs.open(store.path("train", model_version, train["scalers"]), "r") as f:
         scalers_json = f.read()
     predictions = predict_dataframe(
