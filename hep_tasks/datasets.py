@@ -153,8 +153,10 @@ def version_id(stage: str, inputs: Mapping[str, str], params: Mapping[str, Any],
 
 
 def hadoop_url(url: str) -> str:
-    """The URL Spark needs for a data-root location (plain paths become ``file://`` URLs)."""
-    return url if "://" in url else Path(url).resolve().as_uri()
+    """The URL of a data-root location for Spark and for the Python tasks (fsspec, pyarrow, uproot):
+    plain paths become ``file://`` URLs, not percent-encoded, since Hadoop's ``Path`` quotes them
+    itself and the Python readers take them as they are (``a%20b`` would be another directory)."""
+    return url if "://" in url else "file://" + Path(url).resolve().as_posix()
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,6 @@ class DatasetStore:
     def url(self, *parts: str) -> str:
         """URL of ``parts`` under the root, as Spark wants it."""
         return hadoop_url(self.path(*parts)) if self.is_local else self.fs.unstrip_protocol(self.path(*parts))
-
     # -- reading -------------------------------------------------------------------------------
     def exists(self, stage: str, version: str) -> bool:
         return self.fs.exists(self.path(stage, version, MANIFEST))
@@ -376,7 +377,6 @@ class PendingVersion:
     @property
     def url(self) -> str:
         return hadoop_url(self.path) if self.store.is_local else self.store.fs.unstrip_protocol(self.path)
-
     def commit(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Write the manifest and make the version visible atomically; returns the manifest.
 

@@ -104,3 +104,16 @@ def test_physics_lazy_names_match_its_static_imports():
     static = {a.asname or a.name: n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level for a in n.names}
     assert static == physics._HOME and sorted(physics.__all__) == sorted(static)
     assert all(getattr(physics, name) is not None for name in physics.__all__)
+
+
+def test_an_ingest_version_of_another_schema_is_refused_naming_it_and_the_columns(tmp_path):
+    import pyarrow.parquet as pq
+
+    from hep_tasks.datasets import DatasetError
+    from hep_tasks.prepare import stage as prepare
+
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"label": pa.array([0], pa.int64()), "entry": pa.array([1], pa.int64())}), path)
+    with pytest.raises(DatasetError, match=r"ingest version ing-x has the wrong schema: label \(int64, expected int32\), "
+                                           r"hlf \(missing, expected list<item: float>\).*\(columns: label, entry\)"):  # fmt: skip
+        prepare.check_schema(["ing-x"], {"ing-x": [(str(path), path.stat().st_size)]})

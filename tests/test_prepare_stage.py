@@ -204,3 +204,19 @@ def test_files_written_bucket_by_bucket_hold_the_same_events(spark, ingested, mo
     assert whole.keys() == bucketed.keys() and len(whole) == 4
     assert all(sorted(whole[f]) == sorted(bucketed[f]) for f in whole)
     assert any(whole[f] != bucketed[f] for f in whole)  # another order: the buckets were used
+
+
+def test_ingest_and_prepare_under_a_data_root_whose_path_needs_escaping(spark, tmp_path, sample_files):
+    """Spark's URLs percent-encode a local path (``a%20b``); the Python tasks must write and read the
+    real directory, not one named ``a%20b`` beside it (which left a committed version without its files)."""
+    root = tmp_path / "data root é"
+    store = DatasetStore(str(root))
+    spec = ",".join(f"{p}={path}" for p, path in sample_files.items())
+    ingested = ingest.run(spark, store, IngestParams.from_values({"input": spec}, env={}))["version"]
+    store.update_manifest("ingest", ingested, quality={"status": "passed"})
+    prepared = prepare.run(spark, store, PrepareParams.from_values({"input": ingested, "files_per_split": 2}, env={}))["version"]
+    for stage, version in (("ingest", ingested), ("prepare", prepared)):
+        for f in store.read_manifest(stage, version)["files"]:
+            assert (root / stage / version / f["path"]).stat().st_size == f["size"], f["path"]
+    assert not any(p.name != root.name for p in tmp_path.iterdir()), list(tmp_path.iterdir())  # nothing written beside it
+    assert spark.read.parquet(store.url("prepare", prepared, "train")).count() > 0
