@@ -43,7 +43,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/hep-pipeline/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     HEP_DATA_ROOT=/data \
-    GX_ANALYTICS_ENABLED=False
+    GX_ANALYTICS_ENABLED=False \
+    SPARK_CONF_DIR=/opt/hep-pipeline/hep_tasks/sparkconf
 
 USER ${HEP_UID}:0
 ENTRYPOINT ["/usr/bin/tini", "--"]
