@@ -34,6 +34,7 @@ charge (``EFlowTrack.Charge``, or from the PDG id with −sign(PID) for e, μ, �
 (0, 14)
 """
 
+# ruff: noqa: F401 - the TYPE_CHECKING imports name what __getattr__ re-exports
 from __future__ import annotations
 
 import importlib
@@ -77,31 +78,7 @@ _HOME = {
     "check_events": "validation",
 }  # fmt: skip
 
-__all__ = [
-    "CUTFLOW_STEPS",
-    "HLF_FEATURES",
-    "HLF_INDEX",
-    "ISOLATED_LEPTON_MAX_ISO",
-    "ISOLATION_CONE",
-    "MAX_NEUTRAL_HADRONS",
-    "MAX_PARTICLES",
-    "MAX_PHOTONS",
-    "MAX_TRACKS",
-    "OPTIONAL_FIELDS",
-    "PARTICLE_FEATURES",
-    "PARTICLE_INDEX",
-    "REQUIRED_FIELDS",
-    "EventFeatures",
-    "charge_from_pid",
-    "check_events",
-    "compute_features",
-    "cutflow_counts",
-    "delta_phi",
-    "delta_r",
-    "four_vector",
-    "transverse_mass",
-    "wrap_phi",
-]
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:

@@ -150,11 +150,17 @@ def rank_bin(rank: np.ndarray) -> np.ndarray:
     return ((rank.view(np.uint64) ^ np.uint64(1 << 63)) >> np.uint64(64 - RANK_BITS)).astype(np.int64)
 
 
+def ranked(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per event: whether it is in the test split, its group (:func:`group_of`) and its balancing rank."""
+    test = is_test(lineage, seed, test_fraction)
+    return test, group_of(test, label), lineage.hash(seed, "balance")
+
+
 def histogram(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float) -> np.ndarray:
     """Events per group and rank bin, ``(len(GROUPS), RANK_BINS)``: what balancing needs to know of
     a batch's keys (:func:`boundaries`); histograms of batches add up."""
-    group = group_of(is_test(lineage, seed, test_fraction), label)
-    at = group * RANK_BINS + rank_bin(lineage.hash(seed, "balance"))
+    _, group, rank = ranked(lineage, label, seed, test_fraction)
+    at = group * RANK_BINS + rank_bin(rank)
     return np.bincount(at, minlength=len(GROUPS) * RANK_BINS).reshape(len(GROUPS), RANK_BINS)
 
 
@@ -171,8 +177,7 @@ def boundaries(counts: np.ndarray, targets: dict[str, int]) -> tuple[np.ndarray,
 def boundary_keys(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float, bins: np.ndarray) -> list[tuple[int, int, str, int]]:
     """``(group, rank, source_file, entry)`` of the events in their group's boundary bin (about one
     in :data:`RANK_BINS` of a group's events)."""
-    group = group_of(is_test(lineage, seed, test_fraction), label)
-    rank = lineage.hash(seed, "balance")
+    _, group, rank = ranked(lineage, label, seed, test_fraction)
     at = np.flatnonzero(rank_bin(rank) == bins[group])
     names = lineage.names
     return [(int(g), int(r), names[c], int(e)) for g, r, c, e in zip(group[at], rank[at], lineage.codes[at], lineage.entry[at])]
@@ -210,15 +215,15 @@ class Assignment:
         return cls(seed, test_fraction, files_per_split, buckets, dict(last))
 
     def of(self, lineage: Lineage, label: np.ndarray) -> dict[str, np.ndarray]:
-        """Per event: ``test`` (bool), ``kept`` (bool), ``part``, ``bucket`` (int32), ``shuffle`` (int64)."""
-        test = is_test(lineage, self.seed, self.test_fraction)
-        rank = lineage.hash(self.seed, "balance")
+        """Per event: ``test`` (bool), ``group`` (:func:`group_of`), ``kept`` (bool), ``part``,
+        ``bucket`` (int32), ``shuffle`` (int64)."""
+        test, group, rank = ranked(lineage, label, self.seed, self.test_fraction)
         kept = np.zeros(len(lineage), dtype=bool)
-        for (split, cls), last in self.last.items():
-            kept |= (test == (split == "test")) & (label == cls) & lineage.up_to(rank, last)
+        for key, last in self.last.items():
+            kept |= (group == GROUPS.index(key)) & lineage.up_to(rank, last)
         shuffle = lineage.hash(self.seed, "shuffle")
         n = self.files_per_split
         part = np.where(test, n, 0) + np.mod(shuffle, n)
         buckets = np.where(test, self.buckets["test"], self.buckets["train"])
         bucket = np.mod(lineage.hash(self.seed, "bucket"), buckets)
-        return {"test": test, "kept": kept, "part": part.astype(np.int32), "bucket": bucket.astype(np.int32), "shuffle": shuffle}
+        return {"test": test, "group": group, "kept": kept, "part": part.astype(np.int32), "bucket": bucket.astype(np.int32), "shuffle": shuffle}

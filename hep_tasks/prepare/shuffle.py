@@ -40,7 +40,7 @@ from hep_tasks.datasets import DatasetError
 from hep_tasks.ingest.schema import numeric, numpy_of
 from hep_tasks.partfiles import write_part
 from hep_tasks.physics import HLF_FEATURES, PARTICLE_FEATURES
-from hep_tasks.prepare.lineage import SPLITS, Assignment, Lineage
+from hep_tasks.prepare.lineage import GROUPS, Assignment, Lineage
 from hep_tasks.prepare.scalers import (
     FeatureScalers,
     MinMaxScaler,
@@ -48,7 +48,6 @@ from hep_tasks.prepare.scalers import (
     StandardScaler,
 )
 from hep_tasks.prepare.transform import OUTPUT_SCHEMA, particle_rows, transform_batch
-from hep_tasks.processes import LABELS
 
 #: Columns of the ingested events that prepare reads, and their types.
 INGESTED_COLUMNS = {
@@ -90,8 +89,8 @@ def read_keys(url: str) -> tuple[Lineage, np.ndarray]:
 def scatter(url: str, assignment: Assignment, scratch: str) -> dict[str, Any]:
     """Write the kept events of ingest file ``url`` as one piece per output file and bucket they go to
     (``scratch/part-<p>/<bucket>-<file digest>.arrow``, ingested columns + ``_shuffle``); returns
-    its ``file``, the output files it wrote to (``parts``), the events it kept per ``split/label``
-    (``kept``) and its training events' share of the scaler fit."""
+    its ``file``, the output files it wrote to (``parts``), the events it kept per group of
+    ``lineage.GROUPS`` (``kept``) and its training events' share of the scaler fit."""
     table = read_events(url)
     label = numpy_of(table.column("label"))
     where = assignment.of(Lineage(table.column("source_file"), numpy_of(table.column("entry"))), label)
@@ -99,6 +98,7 @@ def scatter(url: str, assignment: Assignment, scratch: str) -> dict[str, Any]:
     kept = kept[np.lexsort((where["bucket"][kept], where["part"][kept]))]  # pieces are contiguous slices
     rows = table.take(numeric(kept)).append_column("_shuffle", numeric(where["shuffle"][kept]))
     parts, buckets, test = where["part"][kept], where["bucket"][kept], where["test"][kept]
+    counts = np.bincount(where["group"][kept], minlength=len(GROUPS)).tolist()
     digest = hashlib.sha1(url.encode()).hexdigest()[:20]
     fs, base = fsspec.core.url_to_fs(scratch)
     starts = np.flatnonzero(np.diff(parts, prepend=-1) | np.diff(buckets, prepend=-1))
@@ -110,8 +110,6 @@ def scatter(url: str, assignment: Assignment, scratch: str) -> dict[str, Any]:
         with fs.open(temporary, "wb") as f, pa.ipc.new_stream(f, rows.schema) as writer:
             writer.write_table(rows.slice(start, stop - start))
         fs.mv(temporary, posixpath.join(directory, name))
-    counts = {f"{split}/{cls}": int(np.count_nonzero((test == (split == "test")) & (label[kept] == cls)))
-              for split in SPLITS for cls in LABELS.values()}  # fmt: skip
     return {"file": url, "parts": np.unique(parts).tolist(), "kept": counts} | _fit_share(rows, ~test)
 
 

@@ -260,10 +260,10 @@ def balanced_groups(items: list[tuple[str, int]], n: int) -> list[list[str]]:
 
 def check_kept(scattered: list[dict[str, Any]], targets: dict[str, int]) -> None:
     """The tasks kept exactly ``targets[split]`` events of every class (their hashes agree with Spark's)."""
-    kept = {key: sum(row["kept"][key] for row in scattered) for key in scattered[0]["kept"]} if scattered else {}
-    expected = {f"{split}/{cls}": targets[split] for split in SPLITS for cls in LABELS.values()}
+    kept = np.sum([row["kept"] for row in scattered], axis=0).tolist() if scattered else [0] * len(GROUPS)
+    expected = [targets[split] for split, _ in GROUPS]
     if kept != expected:
-        raise RuntimeError(f"balancing kept {kept} events per split/label, expected {expected}")
+        raise RuntimeError(f"balancing kept {kept} events per (split, label) {GROUPS}, expected {expected}")
 
 
 def write_splits(spark: SparkSession, parts: list[int], scalers: FeatureScalers, scratch: str, url: str,
