@@ -29,11 +29,13 @@ COPY hep_tasks/__init__.py hep_tasks/
 RUN PYTHON=/usr/local/bin/python3.11 deploy/install-env.sh /opt/venv postgres \
     && rm -rf /root/.cache/pip
 
-# Then the code; the project is installed editable, so hep_tasks is imported from here.
+# Then the code; the project is installed editable, so hep_tasks is imported from here. The Spark
+# driver JVM's class-data archive (hep_tasks/driverjvm.py) is built against the image's jars.
 COPY hep_tasks/ hep_tasks/
 COPY dags/ dags/
 COPY plugins/ plugins/
 COPY deploy/ deploy/
+RUN SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=/opt/venv/bin/python /opt/venv/bin/python -m hep_tasks.localenv spark-archive
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYSPARK_PYTHON=/opt/venv/bin/python \
@@ -44,7 +46,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     HEP_DATA_ROOT=/data \
     GX_ANALYTICS_ENABLED=False \
-    SPARK_CONF_DIR=/opt/hep-pipeline/hep_tasks/sparkconf
+    SPARK_SUBMIT_OPTS="-XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile=/opt/hep-pipeline/hep_tasks/sparkconf/log4j2.properties -XX:SharedArchiveFile=/opt/venv/share/hep-pipeline/spark-driver.jsa -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 USER ${HEP_UID}:0
 ENTRYPOINT ["/usr/bin/tini", "--"]

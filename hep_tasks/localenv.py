@@ -8,6 +8,7 @@
 ``python -m hep_tasks.localenv spark-cluster-start``  a Spark standalone master and two workers on 127.0.0.1;
                                                 ``spark-cluster-stop`` stops them
 ``python -m hep_tasks.localenv py-files``       pack ``hep_tasks`` as a zip for ``spark-submit --py-files``
+``python -m hep_tasks.localenv spark-archive``  build the Spark driver JVM's class-data archive (``make venv`` does)
 ``python -m hep_tasks.localenv compose-env``    write ``.env`` with generated secrets for docker-compose.yaml
 ``python -m hep_tasks.localenv airflow-init``   migrate the database and write the login (compose's airflow-init)
 
@@ -28,6 +29,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from hep_tasks.driverjvm import build_archive, local_java_options
 
 REPO = Path(__file__).resolve().parent.parent
 DAG_ID = "hep_pipeline"
@@ -53,7 +56,7 @@ def local_environment(repo: Path = REPO, base: dict[str, str] | None = None) -> 
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{airflow_home}/logs",
         "GX_ANALYTICS_ENABLED": "False",
-        "SPARK_CONF_DIR": str(repo / "hep_tasks" / "sparkconf"),  # logs at WARN, driver JVM flags (sparkconf/)
+        "SPARK_SUBMIT_OPTS": local_java_options(),  # driver JVM: C1, logs at WARN, class-data archive (driverjvm)
         f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}": json.dumps(
             {
                 "conn_type": "spark",
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         choices=[
             "setup", "demo", "env", "airflow-start", "airflow-stop", "airflow-init", "compose-env",
-            "spark-cluster-start", "spark-cluster-stop", "py-files",
+            "spark-cluster-start", "spark-cluster-stop", "py-files", "spark-archive",
         ],
     )
     parser.add_argument("--conf", type=json.loads, default=None, help="DAG run conf (JSON) for demo.")
@@ -177,6 +180,8 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
         demo(env, args.conf)
     elif args.command == "py-files":
         print(pack_code())
+    elif args.command == "spark-archive":
+        print(f"Spark driver class-data archive: {build_archive(env)}")
     elif args.command == "airflow-start":
         port = args.port or int(env.get("AIRFLOW__API__PORT", "8080"))
         info = start_airflow(env, port)

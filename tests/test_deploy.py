@@ -165,6 +165,20 @@ def test_the_image_installs_what_make_venv_installs():
     assert ".env" in ignored  # the compose secrets never enter the image
 
 
+def test_the_image_gives_its_spark_drivers_the_options_and_archive_of_its_paths():
+    """The image's SPARK_SUBMIT_OPTS is hep_tasks.driverjvm's, for the image's paths, and the
+    image builds the archive it names (so its drivers start like `make venv`'s)."""
+    from hep_tasks.driverjvm import archive_path, java_options
+
+    dockerfile = DOCKERFILE.read_text()
+    options = re.search(r'^\s+SPARK_SUBMIT_OPTS="([^"]+)"', dockerfile, re.M)
+    assert options, "the image sets no SPARK_SUBMIT_OPTS"
+    expected = java_options(archive_path("/opt/venv"), Path("/opt/hep-pipeline/hep_tasks/sparkconf/log4j2.properties"))
+    assert options.group(1) == expected
+    assert re.search(r"^RUN .*/opt/venv/bin/python -m hep_tasks\.localenv spark-archive$", dockerfile, re.M)
+    assert "SPARK_CONF_DIR" not in dockerfile  # a non-empty directory on the class path disables the archive
+
+
 def _lock_module():
     spec = importlib.util.spec_from_file_location("hep_lock", REPO / "deploy" / "lock.py")
     module = importlib.util.module_from_spec(spec)

@@ -152,7 +152,7 @@ def test_shapes_expectation_flags_every_size_mismatch(spark):
 
 
 def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
-    """GX persists every batch; run_checks unpersists only those the caller had not cached."""
+    """run_checks stores the batches it validates and releases them; a batch the caller had cached stays cached."""
     import great_expectations.expectations as gxe
 
     from hep_tasks.quality.runner import _is_cached

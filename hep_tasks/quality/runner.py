@@ -17,18 +17,23 @@ GX 1.24 behaviours this module works around (see also the package docstring):
   nothing, and its result format is fixed when it is saved), all sharing one run id.
 - Each expectation costs GX several Spark actions (an aggregate, up to 20 sample values, for an
   unexpected-rows query a count and then up to 200 rows), dozens per check, each with Python and
-  JVM planning overhead. So the runner caches every batch itself, in one pass that also computes
-  the check's derived columns (costly row-level rules, evaluated once per row), coalesced to one
-  partition (a ``limit`` over several partitions may take one job per partition); GX's own
-  persisting is off. Checks are first validated without sample values
-  (:data:`_FIRST_PASS_FORMAT`), which spares a Spark job per column expectation; a check that
-  fails is validated again with :data:`_RESULT_FORMAT`, whose samples its failure lines show,
-  and those results replace the first ones.
+  JVM planning overhead. So the runner stores every batch itself, in one pass that also computes
+  the check's derived columns (costly row-level rules, evaluated once per row), as a *local
+  checkpoint*: GX's queries then plan against a scan of stored rows, not against the derived
+  columns' expressions over cached columns (a cold quality check on demo data: about 0.8 s less
+  than with ``persist``); coalesced to one partition (a ``limit`` over several partitions may take
+  one job per partition); GX's own persisting is off. A local checkpoint has no lineage: an
+  executor lost during the check fails the check's query (the task's retry runs it again).
+  Checks are first validated without sample values (:data:`_FIRST_PASS_FORMAT`), which spares a
+  Spark job per column expectation; a check that fails is validated again with
+  :data:`_RESULT_FORMAT`, whose samples its failure lines show, and those results replace the
+  first ones.
 - Data Docs are built once, after all checks (a full build of the ephemeral context, which holds
   this run's suites and results only), rather than by an ``UpdateDataDocsAction`` per checkpoint:
   every build compiles GX's Jinja templates anew (about a second each), and an incremental build
   of validation results alone leaves the index linking to suite pages that were never rendered.
-- Caching is left as the caller had it: only the DataFrames the runner cached are unpersisted.
+- Caching is left as the caller had it: a DataFrame the caller cached is validated as it is, and
+  only what the runner stored is released.
 - An expectation object can belong to one suite only (``add_expectation`` refuses one that has an
   id) and a suite silently drops "equal-ish" duplicates; the runner adds copies and warns about
   duplicates.
@@ -43,7 +48,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +191,7 @@ def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite)
     )
-    batch, cached = _cached_batch(check)
+    batch, release = _stored_batch(check)
     try:
         result = definition.run(batch_parameters={"dataframe": batch}, result_format=_FIRST_PASS_FORMAT, run_id=run_id)
         if not result.success:
@@ -194,23 +199,30 @@ def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) 
             # results replace the first ones in the context's store (and in Data Docs)
             result = definition.run(batch_parameters={"dataframe": batch}, result_format=_RESULT_FORMAT, run_id=run_id)
     finally:
-        if cached is not None:
-            cached.unpersist()
+        release()
     return result
 
 
-def _cached_batch(check: Check) -> tuple[Any, Any]:
-    """(the DataFrame GX validates, the DataFrame this run cached or None).
+def _stored_batch(check: Check) -> tuple[Any, Callable[[], None]]:
+    """(the DataFrame GX validates, a function that releases what this run stored).
 
-    The batch is ``check.dataframe`` with the check's derived columns, cached and computed in one
-    Spark job (unless the caller had cached it), then coalesced to one partition.
+    The batch is ``check.dataframe`` with the check's derived columns, computed in one Spark job
+    into a local checkpoint (unless the caller had cached it), then coalesced to one partition.
     """
     df = _with_derived(check)
     if _is_cached(df):
-        return df.coalesce(1), None
-    df.persist()
-    df.count()  # computes every derived column once, in parallel
-    return df.coalesce(1), df
+        return df.coalesce(1), lambda: None
+    stored = df.localCheckpoint(eager=True)  # computes every derived column once, in parallel
+    return stored.coalesce(1), lambda: _release_checkpoint(stored)
+
+
+def _release_checkpoint(stored: Any) -> None:
+    """Drop the blocks of a local checkpoint now, rather than when the JVM collects its RDD."""
+    plan = stored._jdf.queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+    else:  # another Spark's plan shape: the context cleaner drops the blocks later
+        log.debug("local checkpoint not released: plan is %s", plan.getClass().getName())
 
 
 def _with_derived(check: Check) -> Any:
