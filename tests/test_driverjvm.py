@@ -66,7 +66,7 @@ def test_a_built_archive_serves_the_driver_jvm_its_classes_and_a_mismatch_is_sil
     assert "cds" not in (run.stdout + run.stderr).lower() and "shared archive" not in run.stderr.lower()
 
 
-def test_building_an_archive_that_the_jvm_cannot_write_says_why(tmp_path):
+def test_a_failed_archive_build_says_why_and_leaves_no_file(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}  # spark-submit is found by its full path; java is not
     env.pop("JAVA_HOME", None)
     with pytest.raises(RuntimeError, match="class-data archive failed"):
