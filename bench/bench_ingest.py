@@ -1,11 +1,13 @@
 """Ingest benchmark: input events/s per core and peak memory, beside CERN's 2019 figures.
 
-Two measurements on simulated files (made here with the simulate code, cached in --workdir):
+Three measurements on simulated files (made here with the simulate code, cached in --workdir):
 
 1. *kernel*: one Python process reads every file with uproot and computes the §3 features
    (exactly the per-split code the Spark tasks run), on one core;
 2. *stage*: the whole ingest stage on Spark ``local[N]`` (inspect, read, features, Parquet write,
-   cut-flow, checksums) over ``--copies`` copies of each file; events/s divided by N cores.
+   cut-flow, checksums) over ``--copies`` copies of each file; events/s divided by N cores;
+3. *task*: the stage as a DAG task runs it (``spark-submit ... hep_tasks/__main__.py ingest``, the
+   JVM's start and Spark's stop included), against the cold goal.
 
 CERN (Migliorini et al. 2020): 11.7 input events/s/core, 17.3 with Spark SQL filters.
 Run: ``.venv/bin/python bench/bench_ingest.py [--events 1000] [--copies 8] [--cores 2]``.
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import PeakMemory, Phases, report, timed  # noqa: E402
+from benchlib import PeakMemory, Phases, report, submit_stage, timed  # noqa: E402
 
 from hep_tasks.localenv import local_environment  # noqa: E402
 
@@ -117,6 +119,23 @@ def stage(files: dict[str, Path], workdir: Path, copies: dict[str, int], cores: 
     return rows
 
 
+def task(workdir: Path, cores: int) -> dict:
+    """The stage as a DAG task runs it, on the input of :func:`stage` (a third split size, so a new
+    version): ``spark-submit ... hep_tasks/__main__.py ingest``, the whole process timed (the JVM's
+    start and Spark's stop included), against the cold goal."""
+    from hep_tasks.datasets import DatasetStore
+
+    inputs, root = workdir / "copies", workdir / "data"
+    seconds, summary = submit_stage(cores, "ingest", "--input", f"{inputs}/*.root", "--input-roots", str(inputs),
+                                    "--entries-per-split", "20002", "--data-root", str(root))
+    manifest = DatasetStore(str(root)).read_manifest("ingest", summary["version"])
+    read = sum(c["read"] for c in manifest["cutflow"].values())
+    rate = read / seconds / cores
+    return {"measure": f"task, spark-submit local[{cores}]", "process": "all", "input_events": read,
+            "written": manifest["counts"]["total"], "events/s/core": rate, "goal": GOALS["cold"],
+            "x CERN 11.7": rate / CERN["ingest"], "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000, help="accepted events simulated per process")
@@ -129,6 +148,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     files = simulated_files(workdir, args.events, args.processes.split(","))
     rows = kernel(files) + stage(files, workdir, dict.fromkeys(files, args.copies), args.cores)
+    rows.append(task(workdir, args.cores))
     report("ingest: input events/s per core (CERN 2019: 11.7, 17.3 with Spark SQL filters)", rows,
            str(workdir / "bench_ingest.json"))
 

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import PeakMemory, report, timed  # noqa: E402
+from benchlib import PeakMemory, report, submit_stage, timed  # noqa: E402
 
 from hep_tasks.localenv import local_environment  # noqa: E402
 
@@ -208,12 +208,9 @@ def task(root: str, data: str, stage_name: str, version: str, cores: int) -> dic
     from hep_tasks.datasets import DatasetStore
 
     DatasetStore(root).update_manifest(stage_name, version, quality={"status": "pending"})
-    main_py = Path(__file__).resolve().parents[1] / "hep_tasks" / "__main__.py"
     load = os.getloadavg()[0]
-    with timed() as t:
-        subprocess.run(["spark-submit", "--master", f"local[{cores}]", str(main_py), "quality", "--stage", stage_name,
-                        "--version", version, "--data-root", root], check=True, capture_output=True)  # fmt: skip
-    return {"data": data, "check": stage_name, "run": "task", "seconds": t["seconds"], "load_1m": load}
+    seconds, _ = submit_stage(cores, "quality", "--stage", stage_name, "--version", version, "--data-root", root)
+    return {"data": data, "check": stage_name, "run": "task", "seconds": seconds, "load_1m": load}
 
 
 def main() -> None:

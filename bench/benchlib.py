@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -53,6 +55,22 @@ def timed():
     start = time.perf_counter()
     yield box
     box["seconds"] = time.perf_counter() - start
+
+
+#: The command line a DAG task runs under spark-submit.
+STAGE_MAIN = Path(__file__).resolve().parents[1] / "hep_tasks" / "__main__.py"
+
+
+def submit_stage(cores: int, *args: str) -> tuple[float, dict]:
+    """A stage as a DAG task runs it: ``spark-submit --master local[cores] hep_tasks/__main__.py
+    ARGS``, the whole process timed (the JVM's start, imports, the stage, Spark's stop).
+    Returns (seconds, the stage's summary: the JSON line it prints last)."""
+    command = ["spark-submit", "--master", f"local[{cores}]", str(STAGE_MAIN), *args]
+    with timed() as t:
+        run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    return t["seconds"], json.loads(run.stdout.strip().splitlines()[-1])
 
 
 class Phases:
