@@ -25,7 +25,6 @@ archive's workload: the Spark operations of our stages on a few synthetic events
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -35,8 +34,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-log = logging.getLogger(__name__)
 
 #: Spark's log4j configuration for our jobs.
 LOG4J_CONFIG = Path(__file__).resolve().parent / "sparkconf" / "log4j2.properties"
@@ -96,7 +93,7 @@ def build_archive(env: dict[str, str], archive: Path | None = None) -> Path:
 
 def exercise(spark: SparkSession, scratch: str) -> None:
     """The Spark operations of our stages, on 200 synthetic events: Parquet written and read,
-    arrays of particle rows, higher-order functions, caching, aggregates, SQL on a view, a Python
+    arrays of particle rows, higher-order functions, a local checkpoint, aggregates, SQL on a view, a Python
     RDD with ``treeAggregate``, ``mapInArrow``, local rows to a DataFrame."""
     from pyspark.sql import functions as F
 
@@ -119,8 +116,7 @@ def exercise(spark: SparkSession, scratch: str) -> None:
         "size(filter(particles, (r, i) -> get(r, 0) > i)) > 0 AS _rule_order",
         "exists(zip_with(slice(particles, 1, 2), slice(particles, 2, 2), (a, b) -> get(a, 5) < get(b, 5)), x -> x) AS _rule_zip",
         "aggregate(hlf, 0D, (a, x) -> a + x) AS hlf_sum",
-    ).persist()
-    flagged.count()
+    ).localCheckpoint(eager=True)
     batch = flagged.coalesce(1)
     batch.createOrReplaceTempView("batch")
     spark.sql("SELECT source_file, entry FROM batch WHERE _rule_hlf OR _rule_particles").limit(200).collect()
@@ -138,7 +134,6 @@ def exercise(spark: SparkSession, scratch: str) -> None:
     batch.groupBy("source_file", "entry").count().where("count > 1").limit(20).collect()
     batch.select(F.get("hlf", 0).alias("LepPT"), F.typeof("particles")).limit(1).collect()
     df.select("source_file", "entry").intersect(df.where("label = 0").select("source_file", "entry")).count()
-    flagged.unpersist()
     spark.createDataFrame([(1, 0, 0.0)], "files_total long, files_quarantined long, fraction double").collect()
 
     def per_partition(rows):

@@ -162,9 +162,12 @@ def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
         Check("plain", plain, [gxe.ExpectTableRowCountToEqual(value=5)]),
         Check("cached", cached, [gxe.ExpectTableRowCountToEqual(value=7)]),
     ]
+    cached.count()  # the caller's cache, materialized
+    stored_before = spark.sparkContext._jsc.sc().getPersistentRDDs().size()
     report = run_checks("caching", checks, tmp_path)
     assert report.success, report.failed
     assert not _is_cached(plain) and _is_cached(cached)
+    assert spark.sparkContext._jsc.sc().getPersistentRDDs().size() == stored_before  # the plain batch's checkpoint is gone
     cached.unpersist()
 
 
