@@ -12,6 +12,7 @@ import logging
 import os
 import posixpath
 import sys
+import threading
 from collections.abc import Iterator
 from urllib.parse import urlparse
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,25 @@ class LazySession:
 
     def stop(self) -> None:
         if self._session is not None:
-            self._session.stop()
+            stop_session(self._session)
+
+
+def stop_session(spark: SparkSession) -> None:
+    """``spark.stop()``, without waiting up to a second for PySpark's accumulator server.
+
+    That server (a socketserver thread in this process) handles the JVM's connection in a loop
+    that looks for a shutdown every second, so ``SparkContext.stop()`` blocks in its ``shutdown()``
+    for up to 1 s after the JVM has stopped: about 1 s at the end of every stage, since a stage
+    stops right after its last job. Here the JVM side stops as usual and the server is shut down
+    by a daemon thread, which ends within that second or with the process.
+    """
+    sc = spark.sparkContext
+    server = getattr(sc, "_accumulatorServer", None)
+    if server is not None:
+        sc._accumulatorServer = None  # SparkContext.stop() below skips the blocking shutdown
+    spark.stop()
+    if server is not None:
+        threading.Thread(target=server.shutdown, name="hep-accumulator-server-shutdown", daemon=True).start()
 
 
 def task_slots(spark: SparkSession) -> int:
