@@ -97,6 +97,8 @@ def exercise(spark: SparkSession, scratch: str) -> None:
     RDD with ``treeAggregate``, ``mapInArrow``, local rows to a DataFrame."""
     from pyspark.sql import functions as F
 
+    from hep_tasks.sparkjob import collect_small
+
     url = Path(scratch, "events").as_uri()
     events = spark.range(200, numPartitions=2).selectExpr(
         "CAST(id % 3 AS INT) AS label",
@@ -119,22 +121,22 @@ def exercise(spark: SparkSession, scratch: str) -> None:
     ).localCheckpoint(eager=True)
     batch = flagged.coalesce(1)
     batch.createOrReplaceTempView("batch")
-    spark.sql("SELECT source_file, entry FROM batch WHERE _rule_hlf OR _rule_particles").limit(200).collect()
-    spark.sql("SELECT count(*) FROM (SELECT * FROM batch WHERE _rule_order)").collect()
-    spark.sql(
+    collect_small(spark.sql("SELECT source_file, entry FROM batch WHERE _rule_hlf OR _rule_particles"), 200)
+    collect_small(spark.sql("SELECT count(*) FROM (SELECT * FROM batch WHERE _rule_order)"), 1)
+    collect_small(spark.sql(
         "WITH counts AS (SELECT label, count(*) AS n FROM batch GROUP BY label) "
         "SELECT label, n FROM counts WHERE n < (SELECT max(n) FROM counts)"
-    ).collect()
-    batch.agg(
+    ), 3)
+    collect_small(batch.agg(
         F.count(F.when(F.col("label").isNull(), 1)), F.min("n_particles"), F.max("n_particles"),
         F.sum(F.when(~F.col("label").isin(0, 1, 2), 1).otherwise(0)), F.countDistinct("label"),
         F.stddev(F.col("hlf_sum")), F.avg("entry"),
-    ).collect()
-    batch.select("label").distinct().collect()
-    batch.groupBy("source_file", "entry").count().where("count > 1").limit(20).collect()
-    batch.select(F.get("hlf", 0).alias("LepPT"), F.typeof("particles")).limit(1).collect()
+    ), 1)
+    collect_small(batch.select("label").distinct(), 3)
+    collect_small(batch.groupBy("source_file", "entry").count().where("count > 1"), 200)
+    collect_small(batch.select(F.get("hlf", 0).alias("LepPT"), F.typeof("particles")).limit(1), 1)
     df.select("source_file", "entry").intersect(df.where("label = 0").select("source_file", "entry")).count()
-    spark.createDataFrame([(1, 0, 0.0)], "files_total long, files_quarantined long, fraction double").collect()
+    collect_small(spark.createDataFrame([(1, 0, 0.0)], "files_total long, files_quarantined long, fraction double"), 1)
 
     def per_partition(rows):
         yield sum(1 for _ in rows)
