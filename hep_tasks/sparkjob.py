@@ -43,6 +43,9 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": os.environ.get("HEP_SHUFFLE_PARTITIONS", "8"),
         "spark.ui.showConsoleProgress": "false",
+        # Python workers talk to their JVM over a Unix socket, not loopback TCP: on TCP each Python
+        # task waited ~40 ms (Nagle's algorithm against delayed ACKs) for its input's last bytes.
+        "spark.python.unix.domain.socket.enabled": "true",
     }
     for key, value in defaults.items():
         if not conf.contains(key):
@@ -82,7 +85,9 @@ def stop_session(spark: SparkSession) -> None:
     that looks for a shutdown every second, so ``SparkContext.stop()`` blocks in its ``shutdown()``
     for up to 1 s after the JVM has stopped: about 1 s at the end of every stage, since a stage
     stops right after its last job. Here the JVM side stops as usual and the server is shut down
-    by a daemon thread, which ends within that second or with the process.
+    by a daemon thread, which ends within that second or with the process. A server on a Unix
+    socket (``spark.python.unix.domain.socket.enabled``) has its socket file removed here, since
+    the process may end before that thread does.
     """
     sc = spark.sparkContext
     server = getattr(sc, "_accumulatorServer", None)
@@ -90,6 +95,9 @@ def stop_session(spark: SparkSession) -> None:
         sc._accumulatorServer = None  # SparkContext.stop() below skips the blocking shutdown
     spark.stop()
     if server is not None:
+        if isinstance(server.server_address, str):  # a Unix socket's path (the server keeps its open socket)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(server.server_address)
         threading.Thread(target=server.shutdown, name="hep-accumulator-server-shutdown", daemon=True).start()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,10 +62,11 @@ def test_the_master_given_to_spark_submit_is_the_one_used(tmp_path):
     assert "MASTER local[1] 1" in run.stdout
 
 
-def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path):
+def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path, request):
     """PySpark's SparkContext.stop() waits up to 1 s for its accumulator server after a Python job;
     sparkjob.stop_session stops the JVM as usual and leaves that wait to a daemon thread, and a new
-    session works right after."""
+    session works right after. Python workers and the accumulator server use Unix sockets (no
+    ~40 ms TCP wait per Python task), and no socket file outlives the job."""
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import time\n"
@@ -71,13 +74,19 @@ def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path
         "for i in range(2):\n"
         "    spark = spark_session('probe', 'local[1]')\n"
         "    total = spark.sparkContext.parallelize(range(10), 2).map(lambda x: x + i).sum()\n"
+        "    unix = isinstance(spark.sparkContext._accumulatorServer.server_address, str)\n"
         "    started = time.perf_counter()\n"
         "    stop_session(spark)\n"
-        "    print('STOP', i, total, round(time.perf_counter() - started, 3), spark.sparkContext._jsc is None)\n"
+        "    print('STOP', i, total, round(time.perf_counter() - started, 3), spark.sparkContext._jsc is None, unix)\n"
     )
-    run = subprocess.run(["spark-submit", "--master", "local[1]", str(probe)], capture_output=True, text=True, timeout=300, env=os.environ)
-    assert run.returncode == 0, run.stderr[-3000:]
-    stops = [line.split() for line in run.stdout.splitlines() if line.startswith("STOP")]
-    assert [(s[1], s[2], s[4]) for s in stops] == [("0", "45", "True"), ("1", "55", "True")]
-    assert all(float(s[3]) < 0.5 for s in stops), stops  # PySpark's own stop: 0.9-1 s here
-    assert "Traceback" not in run.stderr and "Exception in thread" not in run.stderr
+    sockets = Path(tempfile.mkdtemp(prefix="hep-", dir="/tmp"))  # a Unix socket's path has at most 107 bytes
+    request.addfinalizer(lambda: shutil.rmtree(sockets))
+    for conf, unix in (([], "True"), (["--conf", "spark.python.unix.domain.socket.enabled=false"], "False")):
+        run = subprocess.run(["spark-submit", "--master", "local[1]", "--conf", f"spark.python.unix.domain.socket.dir={sockets}",
+                              *conf, str(probe)], capture_output=True, text=True, timeout=300, env=os.environ)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        stops = [line.split() for line in run.stdout.splitlines() if line.startswith("STOP")]
+        assert [(s[1], s[2], s[4], s[5]) for s in stops] == [("0", "45", "True", unix), ("1", "55", "True", unix)]
+        assert all(float(s[3]) < 0.5 for s in stops), stops  # PySpark's own stop: 0.9-1 s here
+        assert "Traceback" not in run.stderr and "Exception in thread" not in run.stderr
+        assert list(sockets.iterdir()) == []
