@@ -80,7 +80,7 @@ def main() -> None:
         # cold: first Python workers and JVM code paths; warm: a second version (other seed), as in a long job
         for run, seed in (("cold", 42), ("warm", 43)):
             phases = Phases()
-            phases.watch(prepare, "key_histogram", "split+counts")
+            phases.watch(prepare, "rank_census", "split+counts")
             phases.watch(prepare, "balancing_cutoffs", "balance")
             phases.watch(prepare, "scatter_files", "scatter+fit")
             phases.watch(prepare, "write_splits", "gather+transform+write")

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hep_tasks.prepare.lineage import GROUPS, RANK_BINS, Assignment, Lineage, boundaries, rank_bin
+from hep_tasks.prepare.lineage import GROUPS, RANK_BINS, Assignment, Lineage, boundaries, census, cutoffs, expected_windows, rank_bin
 
 NAMES = ["", "a", "abcd", "abcdefg", "abcdefgh", "x" * 31, "y" * 32, "z" * 33, "q" * 75,
          "file:///data/sim/qcd_1000-ab12.root", "ünïcødé/ß.root"]  # every tail length, stripes, UTF-8  # fmt: skip
@@ -85,6 +85,32 @@ def test_boundaries_find_the_bin_and_place_of_each_groups_target():
     assert bins.tolist() == [10, 10, 10, 10, 10, 10]  # 5 events before bin 10, the 6th and 7th in it
     assert places.tolist() == [2, 2, 2, 1, 1, 1]
     assert rank_bin(np.array([-(2**63), -1, 0, 2**63 - 1])).tolist() == [0, RANK_BINS // 2 - 1, RANK_BINS // 2, RANK_BINS - 1]
+
+
+@pytest.mark.parametrize("classes", [(30, 40, 30), (20_000, 20_000, 20_000), (60_000, 3_000, 9_000)])
+def test_census_keys_hold_the_cut_offs_and_grow_as_the_square_root_of_the_events(classes):
+    """The census's key windows (from the expected class counts) hold every group's cut-off bin;
+    the keys in them are O(√n) of a group's n events (all of them on tiny inputs); the cut-offs
+    they give are the targets[split]-th events in (rank, source_file, entry) order."""
+    rng = np.random.default_rng(sum(classes))
+    n = sum(classes)
+    names = [f"file:///data/ingest/events/part-{i:05d}.parquet" for i in range(7)]
+    source = pa.array([names[i] for i in rng.integers(0, len(names), n)])
+    lineage, label = Lineage(source, rng.permutation(n)), np.repeat(np.arange(3), classes)
+    windows = expected_windows(dict(enumerate(classes)), 0.2)
+    counts, keys = census(lineage, label, 5, 0.2, windows)
+    targets = {s: int(min(counts[g].sum() for g, (split, _) in enumerate(GROUPS) if split == s)) for s in ("train", "test")}
+    bins, places = boundaries(counts, targets)
+    assert ((bins >= windows[:, 0]) & (bins <= windows[:, 1])).all()
+    per_group = np.bincount([k[0] for k in keys], minlength=len(GROUPS))
+    events = counts.sum(axis=1)
+    assert (per_group <= np.minimum(events, 12 * np.sqrt(events) * 1.3 + 2 * events / RANK_BINS + 10)).all(), (per_group, events)
+    last = cutoffs(keys, bins, places)
+    everything = census(lineage, label, 5, 0.2, np.array([[0, RANK_BINS - 1]] * len(GROUPS)))[1]
+    for g, (split, cls) in enumerate(GROUPS):
+        mine = sorted((r, f.encode(), e, f) for group, r, f, e in everything if group == g)
+        r, _, e, f = mine[targets[split] - 1]
+        assert last[(split, cls)] == (r, f, e)
 
 
 def test_prepare_tasks_import_neither_pandas_nor_numba():

@@ -10,7 +10,7 @@ from hep_tasks.config import IngestParams, PrepareParams
 from hep_tasks.datasets import DatasetError, DatasetStore
 from hep_tasks.ingest import stage as ingest
 from hep_tasks.prepare import stage as prepare
-from hep_tasks.prepare.lineage import GROUPS, Assignment, Lineage, group_of, is_test
+from hep_tasks.prepare.lineage import GROUPS, Assignment, Lineage, boundaries, expected_windows, group_of, is_test
 from hep_tasks.prepare.shuffle import read_keys
 from hep_tasks.prepare.scalers import FeatureScalers
 from hep_tasks.prepare.transform import sort_by_delta_r
@@ -60,16 +60,25 @@ def test_split_is_reproducible_disjoint_and_seeded(spark, ingested):
     assert _split([(merged, None)], 7)["test"] == a["test"]
 
 
-def test_balancing_keeps_exact_equal_counts(spark, ingested):
+@pytest.mark.parametrize("window", ["expected", "missed"])
+def test_balancing_keeps_exact_equal_counts(spark, ingested, window):
+    """The cut-offs are exact whether the census's key windows hold them (the usual case) or not
+    (``missed``: every window is bin 0, so the keys of the cut-offs' bins are read again)."""
     store, version = ingested
     params = PrepareParams.from_values({"input": version, "test_fraction": 0.2, "seed": 1}, env={})
     files = prepare.input_files(store, [version])[version]
-    counts = prepare.key_histogram(spark, files, params)
+    windows = expected_windows(prepare.class_counts(store, [version]), 0.2)
+    if window == "missed":
+        windows = np.zeros_like(windows)
+    counts, window_keys = prepare.rank_census(spark, files, params, windows)
     keys = _keys(store, version)
     groups = np.concatenate([group_of(is_test(lin, 1, 0.2), label) for lin, label in keys])
     assert counts.sum(axis=1).tolist() == np.bincount(groups, minlength=len(GROUPS)).tolist()
     targets = {s: int(min(counts[g].sum() for g, (split, _) in enumerate(GROUPS) if split == s)) for s in prepare.SPLITS}
-    last = prepare.balancing_cutoffs(spark, files, params, counts, targets)
+    bins, _ = boundaries(counts, targets)
+    assert ((bins >= windows[:, 0]) & (bins <= windows[:, 1])).all() == (window == "expected")
+    assert len(window_keys) == sum(int(counts[g, lo : hi + 1].sum()) for g, (lo, hi) in enumerate(windows))
+    last = prepare.balancing_cutoffs(spark, files, params, counts, targets, windows, window_keys)
     # the cut-off is the targets[split]-th event of its group in (rank, source_file, entry) order
     ranked = sorted((int(g), int(r), lin.names[c].encode(), int(e)) for lin, label in keys
                     for g, r, c, e in zip(group_of(is_test(lin, 1, 0.2), label), lin.hash(1, "balance"), lin.codes, lin.entry))  # fmt: skip

@@ -6,10 +6,12 @@ computed here with NumPy (:meth:`Lineage.hash`, Spark's XXH64 bit for bit; the t
 two), by the Python tasks that read the events, so that no key travels between tasks:
 
 - balancing keeps the first ``N`` events of each (split, class) *group* in rank order, ``N`` the
-  split's smallest class: the tasks' rank :func:`histogram` (added up on the executors) gives the
-  counts and the bin of each group's ``N``-th event; the keys of that bin alone
-  (:func:`boundary_keys`, about one in :data:`RANK_BINS`) come to the driver, which picks the exact
-  cut-off (:func:`cutoffs`);
+  split's smallest class: the tasks' rank histograms (:func:`census`, added up on the executors)
+  give the counts and the bin of each group's ``N``-th event, and the same pass brings the keys of
+  a window of bins around where that bin is expected from the ingest manifests' class counts
+  (:func:`expected_windows`, O(√n) events); the driver picks the exact cut-off from the keys of
+  the bin (:func:`cutoffs`), or, if a bin fell outside its window (about once in 10⁵ runs), reads
+  the keys of the bins alone in a second pass;
 - :meth:`Assignment.of` then tells each task, for each of its events, whether it is kept and where
   it goes.
 """
@@ -135,7 +137,7 @@ def is_test(lineage: Lineage, seed: int, test_fraction: float) -> np.ndarray:
 
 #: The (split, class) groups that balancing equalises, in the order of :func:`group_of`.
 GROUPS = [(split, label) for split in SPLITS for label in sorted(LABELS.values())]
-#: Bins of the balancing rank in :func:`histogram`: its top bits (the hash is uniform).
+#: Bins of the balancing rank in :func:`census`: its top bits (the hash is uniform).
 RANK_BITS = 12
 RANK_BINS = 1 << RANK_BITS
 
@@ -156,17 +158,47 @@ def ranked(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float)
     return test, group_of(test, label), lineage.hash(seed, "balance")
 
 
-def histogram(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float) -> np.ndarray:
-    """Events per group and rank bin, ``(len(GROUPS), RANK_BINS)``: what balancing needs to know of
-    a batch's keys (:func:`boundaries`); histograms of batches add up."""
+#: Half-width of a group's key window (:func:`expected_windows`) in units of 1/√(its events): the
+#: bin of the cut-off strays 5 such units in about 1 run of 10⁴ (simulated), 6 far more rarely.
+WINDOW_WIDTH = 6
+#: A census's keys: ``(group, rank, source_file, entry)`` per event.
+Key = tuple[int, int, str, int]
+
+
+def expected_windows(class_counts: dict[int, int], test_fraction: float) -> np.ndarray:
+    """For each group of :data:`GROUPS`, the rank bins ``[first, last]`` expected to hold its cut-off,
+    from the events of each class (label -> count, the ingest manifests'): the cut-off's rank
+    quantile is about ``N / n`` (``n`` the group's expected events, ``N`` its split's smallest),
+    give or take :data:`WINDOW_WIDTH` / √n.
+
+    >>> expected_windows({0: 100, 1: 100, 2: 400}, 0.5)[:3].tolist()  # train: 50, 50 and 200 events
+    [[620, 4095], [620, 4095], [0, 2762]]
+    """
+    share = {"train": 1 - test_fraction, "test": test_fraction}
+    expected = np.array([max(class_counts.get(label, 0) * share[split], 1.0) for split, label in GROUPS])
+    smallest = {split: min(e for e, (s, _) in zip(expected, GROUPS) if s == split) for split in SPLITS}
+    quantile = np.array([smallest[split] for split, _ in GROUPS]) / expected
+    width = WINDOW_WIDTH / np.sqrt(expected)
+    first = np.floor((quantile - width) * RANK_BINS)
+    last = np.ceil((quantile + width) * RANK_BINS)
+    return np.clip(np.stack([first, last], axis=1), 0, RANK_BINS - 1).astype(np.int64)
+
+
+def census(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float, windows: np.ndarray) -> tuple[np.ndarray, list[Key]]:
+    """What balancing needs to know of a batch's keys: its events per group and rank bin,
+    ``(len(GROUPS), RANK_BINS)`` (:func:`boundaries`), and the keys of its events in their group's
+    window of bins (``windows[group]`` = first, last bin). Censuses of batches add up."""
     _, group, rank = ranked(lineage, label, seed, test_fraction)
-    at = group * RANK_BINS + rank_bin(rank)
-    return np.bincount(at, minlength=len(GROUPS) * RANK_BINS).reshape(len(GROUPS), RANK_BINS)
+    bins = rank_bin(rank)
+    counts = np.bincount(group * RANK_BINS + bins, minlength=len(GROUPS) * RANK_BINS).reshape(len(GROUPS), RANK_BINS)
+    at = np.flatnonzero((bins >= windows[group, 0]) & (bins <= windows[group, 1]))
+    names = lineage.names
+    return counts, [(int(g), int(r), names[c], int(e)) for g, r, c, e in zip(group[at], rank[at], lineage.codes[at], lineage.entry[at])]
 
 
 def boundaries(counts: np.ndarray, targets: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """For each group: the rank bin holding the ``targets[split]``-th event in rank order, and that
-    event's place (1-based) among the events of the bin. ``counts`` is the summed :func:`histogram`."""
+    event's place (1-based) among the events of the bin. ``counts`` is the summed :func:`census`."""
     target = np.array([targets[split] for split, _ in GROUPS])
     cumulative = np.cumsum(counts, axis=1)
     bins = np.array([np.searchsorted(cumulative[g], target[g]) for g in range(len(GROUPS))])
@@ -174,21 +206,13 @@ def boundaries(counts: np.ndarray, targets: dict[str, int]) -> tuple[np.ndarray,
     return bins, target - before
 
 
-def boundary_keys(lineage: Lineage, label: np.ndarray, seed: int, test_fraction: float, bins: np.ndarray) -> list[tuple[int, int, str, int]]:
-    """``(group, rank, source_file, entry)`` of the events in their group's boundary bin (about one
-    in :data:`RANK_BINS` of a group's events)."""
-    _, group, rank = ranked(lineage, label, seed, test_fraction)
-    at = np.flatnonzero(rank_bin(rank) == bins[group])
-    names = lineage.names
-    return [(int(g), int(r), names[c], int(e)) for g, r, c, e in zip(group[at], rank[at], lineage.codes[at], lineage.entry[at])]
-
-
-def cutoffs(keys: list[tuple[int, int, str, int]], places: np.ndarray) -> dict[tuple[str, int], Cutoff]:
-    """Each group's cut-off: its boundary bin's event at ``places[group]`` in Spark's order of
-    ``(rank, source_file, entry)`` (strings by their UTF-8 bytes)."""
+def cutoffs(keys: list[Key], bins: np.ndarray, places: np.ndarray) -> dict[tuple[str, int], Cutoff]:
+    """Each group's cut-off: the event at ``places[group]`` among its keys in bin ``bins[group]``, in
+    Spark's order of ``(rank, source_file, entry)`` (strings by their UTF-8 bytes)."""
+    in_bin = [k for k in keys if rank_bin(np.array([k[1]]))[0] == bins[k[0]]]
     out = {}
     for g, (split, label) in enumerate(GROUPS):
-        mine = sorted((r, f.encode(), e, f) for group, r, f, e in keys if group == g)
+        mine = sorted((r, f.encode(), e, f) for group, r, f, e in in_bin if group == g)
         r, _, e, f = mine[places[g] - 1]
         out[(split, label)] = (r, f, e)
     return out

@@ -18,10 +18,11 @@ Order matters (ARCHITECTURE §3-4, fixing the 2019 leak where scalers saw the te
 Every step runs in Spark's Python tasks with pyarrow and NumPy (no row UDFs), one ingest file at a
 time: the hashes are Spark SQL's ``xxhash64``, computed from the lineage by the task that reads
 the event (``lineage.py``), so no key travels from task to task and nothing enters the JVM.
-Balancing reads the key columns twice (a rank histogram, then the keys of one rank bin per class);
-the payload is read once from the ingest files and once from the pieces. Four Spark jobs, and no
-Spark SQL: a fresh application's first SQL query costs seconds of JVM warm-up, which on the batch
-sizes of a reprocessing run is most of the stage.
+Balancing reads the key columns once: a rank histogram, with the keys of a window of rank bins
+around each class's cut-off as the ingest manifests' counts predict it (a second read of the keys
+only if a cut-off falls outside its window); the payload is read once from the ingest files and
+once from the pieces. Three Spark jobs, and no Spark SQL: a fresh application's first SQL query
+costs seconds of JVM warm-up, which on the batch sizes of a reprocessing run is most of the stage.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from hep_tasks.prepare.lineage import (
     SPLITS,
     Assignment,
     Cutoff,
+    Key,
     boundaries,
-    boundary_keys,
+    census,
     cutoffs,
-    histogram,
+    expected_windows,
 )
 from hep_tasks.prepare.scalers import ARTIFACT, FeatureScalers
 from hep_tasks.prepare.shuffle import events_file, fit, gather, read_keys, scatter
@@ -83,7 +85,8 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
     inputs = input_files(store, sources)
     check_schema(sources, inputs)
     files = [f for listed in inputs.values() for f in listed]
-    counts = key_histogram(spark, files, params)
+    windows = expected_windows(class_counts(store, sources), params.test_fraction)
+    counts, keys = rank_census(spark, files, params, windows)
     before = {split: {PROCESS_OF_LABEL[label]: int(counts[g].sum()) for g, (s, label) in enumerate(GROUPS) if s == split}
               for split in SPLITS}  # fmt: skip
     for split in SPLITS:
@@ -95,7 +98,7 @@ def run(spark: SparkSession, store: DatasetStore, params: PrepareParams) -> dict
             )
     targets = {split: min(before[split].values()) for split in SPLITS}
     log.info("events per class before balancing %s; keeping %s per class", before, targets)
-    last = balancing_cutoffs(spark, files, params, counts, targets)
+    last = balancing_cutoffs(spark, files, params, counts, targets, windows, keys)
     assignment = Assignment.plan(params.seed, params.test_fraction, params.files_per_split, targets, last, BUCKET_ROWS)
     with store.begin(STAGE, version) as pending:
         scratch = posixpath.join(pending.url, SCRATCH)
@@ -208,33 +211,43 @@ def file_tasks(spark: SparkSession, files: list[tuple[str, int]]) -> RDD:
     return spark.sparkContext.parallelize(groups, len(groups)).flatMap(lambda urls: urls)
 
 
-def key_histogram(spark: SparkSession, files: list[tuple[str, int]], params: PrepareParams) -> np.ndarray:
-    """Events per (split, class) group and balancing-rank bin over every file (``lineage.histogram``,
-    summed on the executors)."""
+def class_counts(store: DatasetStore, sources: list[str]) -> dict[int, int]:
+    """Events of each class (label -> count) in the ingest versions, as their manifests count them."""
+    manifests = [store.read_manifest(SOURCE, v)["counts"] for v in sources]
+    return {label: sum(m.get(process, 0) for m in manifests) for process, label in LABELS.items()}
+
+
+def rank_census(spark: SparkSession, files: list[tuple[str, int]], params: PrepareParams,
+                windows: np.ndarray) -> tuple[np.ndarray, list[Key]]:
+    """Events per (split, class) group and balancing-rank bin over every file, and the keys of the
+    events in each group's window of bins (``lineage.census``), summed on the executors."""
     seed, fraction = params.seed, params.test_fraction
 
-    def add(total: np.ndarray, url: str) -> np.ndarray:
+    def add(total: tuple[np.ndarray, list[Key]], url: str) -> tuple[np.ndarray, list[Key]]:
         lineage, label = read_keys(url)
-        return total + histogram(lineage, label, seed, fraction)
+        counts, keys = census(lineage, label, seed, fraction, windows)
+        return total[0] + counts, total[1] + keys
 
-    zero = np.zeros((len(GROUPS), RANK_BINS), dtype=np.int64)
-    tasks = file_tasks(spark, files)  # a histogram per task reaches the driver, or with many tasks one per tree node
-    return tasks.treeAggregate(zero, add, np.add, depth=1 if tasks.getNumPartitions() <= 32 else 2)
+    def merge(a: tuple[np.ndarray, list[Key]], b: tuple[np.ndarray, list[Key]]) -> tuple[np.ndarray, list[Key]]:
+        return a[0] + b[0], a[1] + b[1]
+
+    zero = (np.zeros((len(GROUPS), RANK_BINS), dtype=np.int64), [])
+    tasks = file_tasks(spark, files)  # a census per task reaches the driver, or with many tasks one per tree node
+    return tasks.treeAggregate(zero, add, merge, depth=1 if tasks.getNumPartitions() <= 32 else 2)
 
 
 def balancing_cutoffs(spark: SparkSession, files: list[tuple[str, int]], params: PrepareParams, counts: np.ndarray,
-                      targets: dict[str, int]) -> dict[tuple[str, int], Cutoff]:
+                      targets: dict[str, int], windows: np.ndarray, keys: list[Key]) -> dict[tuple[str, int], Cutoff]:
     """Each group's cut-off: the ``(rank, source_file, entry)`` of its ``targets[split]``-th event in
-    rank order, from the keys of its boundary bin (``lineage.boundaries``), which alone reach the driver."""
+    rank order, from the keys of its boundary bin (``lineage.boundaries``): those the census brought
+    with its windows, or, if a boundary bin lies outside its group's window, those of the boundary
+    bins alone, read in a second pass."""
     bins, places = boundaries(counts, targets)
-    seed, fraction = params.seed, params.test_fraction
-
-    def keys(url: str) -> list[tuple[int, int, str, int]]:
-        lineage, label = read_keys(url)
-        return boundary_keys(lineage, label, seed, fraction, bins)
-
-    in_bins = int(sum(counts[g, b] for g, b in enumerate(bins)))
-    return cutoffs(collect_small(file_tasks(spark, files).flatMap(keys), in_bins), places)
+    if ((bins < windows[:, 0]) | (bins > windows[:, 1])).any():
+        log.info("a balancing cut-off lies outside its expected window (bins %s, windows %s): reading its keys again",
+                 bins.tolist(), windows.tolist())
+        keys = rank_census(spark, files, params, np.stack([bins, bins], axis=1))[1]
+    return cutoffs(keys, bins, places)
 
 
 def scatter_files(spark: SparkSession, files: list[tuple[str, int]], assignment: Assignment, scratch: str) -> list[dict[str, Any]]:
