@@ -171,6 +171,30 @@ def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
     cached.unpersist()
 
 
+def test_an_unexpected_rows_expectation_runs_one_count_query(spark, tmp_path):
+    """GX fetches up to 200 unexpected rows beside their count and shows them only in the COMPLETE
+    format; the runner has it count only: one Spark job per expectation, and a failure still says
+    how many rows."""
+    from great_expectations.expectations.core.unexpected_rows_expectation import UnexpectedRowsExpectation
+
+    from hep_tasks.quality.sql import rows_expectation
+
+    df = spark.range(10).coalesce(1)
+    tracker = spark.sparkContext.statusTracker()
+
+    def jobs(n: int, limit: int) -> tuple[int, list[str]]:
+        rules = [rows_expectation(f"id above {limit + i}", f"SELECT id FROM {{batch}} WHERE id > {limit + i}") for i in range(n)]
+        before = len(tracker.getJobIdsForGroup(None))
+        report = run_checks("counting", [Check("values", df, rules)], tmp_path)
+        return len(tracker.getJobIdsForGroup(None)) - before, report.failed
+
+    (one, _), (four, _) = jobs(1, 100), jobs(4, 100)
+    assert four - one == 3
+    assert UnexpectedRowsExpectation.metric_dependencies == ("unexpected_rows_query.row_count",)
+    _, failed = jobs(1, 6)
+    assert failed == ["values: unexpected_rows_expectation[id above 6]: 3 unexpected rows"], failed
+
+
 def test_row_rules_are_derived_columns_evaluated_once(spark, tmp_path):
     """A rule of RowRules flags its rows through a derived column; a rule on a missing column fails
     its expectation with the error instead of aborting the run."""
