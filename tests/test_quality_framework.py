@@ -195,6 +195,18 @@ def test_an_unexpected_rows_expectation_runs_one_count_query(spark, tmp_path):
     assert failed == ["values: unexpected_rows_expectation[id above 6]: 3 unexpected rows"], failed
 
 
+def test_a_duplicate_expectation_is_validated_once_with_a_warning(spark, tmp_path, caplog):
+    import great_expectations.expectations as gxe
+
+    same = [gxe.ExpectTableRowCountToEqual(value=3), gxe.ExpectTableRowCountToEqual(value=3), gxe.ExpectTableRowCountToEqual(value=4)]
+    with caplog.at_level("WARNING", logger="hep_tasks.quality.runner"):
+        report = run_checks("dupes", [Check("rows", spark.range(3).coalesce(1), same)], tmp_path)
+    assert report.statistics["evaluated_expectations"] == 2 and report.failed == [
+        "rows: expect_table_row_count_to_equal(value=4): observed 3"
+    ], report.failed
+    assert sum("duplicate expectation dropped" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_row_rules_are_derived_columns_evaluated_once(spark, tmp_path):
     """A rule of RowRules flags its rows through a derived column; a rule on a missing column fails
     its expectation with the error instead of aborting the run."""

@@ -212,11 +212,15 @@ def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) 
 
     name = f"{suite}.{check.name}"
     batch_definition = source.add_dataframe_asset(name=check.name).add_batch_definition_whole_dataframe(check.name)
-    gx_suite = context.suites.add(gx.ExpectationSuite(name=name))
+    # filled before it joins the context: each expectation added to a stored suite re-reads and
+    # re-writes the whole suite (quadratic: 0.4-0.6 s of a 50-expectation check)
+    unsaved = gx.ExpectationSuite(name=name)
     for expectation in check.expectations:
-        added = gx_suite.add_expectation(expectation.copy(deep=True, update={"id": None}))
-        if added.id is None:
+        before = len(unsaved.expectations)
+        unsaved.add_expectation(expectation.copy(deep=True, update={"id": None}))
+        if len(unsaved.expectations) == before:
             log.warning("quality %s: duplicate expectation dropped by GX: %r", name, expectation)
+    gx_suite = context.suites.add(unsaved)
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite)
     )
