@@ -13,6 +13,7 @@ import os
 import posixpath
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
         "spark.ui.showConsoleProgress": "false",
         # Python workers talk to their JVM over a Unix socket, not loopback TCP: on TCP each Python
         # task waited ~40 ms (Nagle's algorithm against delayed ACKs) for its input's last bytes.
-        "spark.python.unix.domain.socket.enabled": "true",
+        "spark.python.unix.domain.socket.enabled": str(_unix_sockets_fit(conf)).lower(),
     }
     for key, value in defaults.items():
         if not conf.contains(key):
@@ -54,6 +55,28 @@ def spark_session(app_name: str, master: str | None = None) -> SparkSession:
     spark.sparkContext.setLogLevel("WARN")
     log.info("Spark %s, master %s, %d task slots", spark.version, spark.sparkContext.master, task_slots(spark))
     return spark
+
+
+#: The longest path of a Unix socket on Linux (``sun_path`` holds 108 bytes, the last one NUL).
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def _unix_sockets_fit(conf: Any) -> bool:
+    """Whether PySpark's Unix sockets (``<dir>/.<uuid4>.sock``, ``dir`` the configured
+    ``spark.python.unix.domain.socket.dir`` or the driver JVM's ``java.io.tmpdir``) have short enough
+    paths; if not, the job keeps loopback TCP and says why."""
+    from pyspark import SparkContext
+
+    directory = conf.get("spark.python.unix.domain.socket.dir", None)
+    if not directory:
+        jvm = SparkContext._jvm  # the JVM is up under spark-submit; otherwise Java's default applies
+        directory = jvm.java.lang.System.getProperty("java.io.tmpdir") if jvm is not None else "/tmp"
+    longest = len(os.path.join(directory, f".{uuid.uuid4()}.sock").encode())
+    if longest > UNIX_SOCKET_PATH_MAX:
+        log.warning("Python workers use loopback TCP (about 40 ms more per Python task): a Unix socket in %s "
+                    "would have a %d-byte path, over the %d bytes allowed", directory, longest, UNIX_SOCKET_PATH_MAX)
+        return False
+    return True
 
 
 class LazySession:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import hep_tasks
+from hep_tasks import sparkjob
 
 pytestmark = pytest.mark.slow
 ENTRY = str(Path(hep_tasks.__file__).parent / "__main__.py")
@@ -81,8 +82,10 @@ def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path
     )
     sockets = Path(tempfile.mkdtemp(prefix="hep-", dir="/tmp"))  # a Unix socket's path has at most 107 bytes
     request.addfinalizer(lambda: shutil.rmtree(sockets))
-    for conf, unix in (([], "True"), (["--conf", "spark.python.unix.domain.socket.enabled=false"], "False")):
-        run = subprocess.run(["spark-submit", "--master", "local[1]", "--conf", f"spark.python.unix.domain.socket.dir={sockets}",
+    too_long = sockets / ("d" * (sparkjob.UNIX_SOCKET_PATH_MAX - 43 - len(str(sockets))))  # sockets of 108 bytes
+    for directory, conf, unix in ((sockets, [], "True"), (sockets, ["--conf", "spark.python.unix.domain.socket.enabled=false"], "False"),
+                                  (too_long, [], "False")):  # fmt: skip
+        run = subprocess.run(["spark-submit", "--master", "local[1]", "--conf", f"spark.python.unix.domain.socket.dir={directory}",
                               *conf, str(probe)], capture_output=True, text=True, timeout=300, env=os.environ)  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         stops = [line.split() for line in run.stdout.splitlines() if line.startswith("STOP")]
@@ -90,3 +93,4 @@ def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path
         assert all(float(s[3]) < 0.5 for s in stops), stops  # PySpark's own stop: 0.9-1 s here
         assert "Traceback" not in run.stderr and "Exception in thread" not in run.stderr
         assert list(sockets.iterdir()) == []
+        assert ("would have a 108-byte path" in run.stdout + run.stderr) == (directory == too_long), run.stdout[-2000:]
