@@ -62,6 +62,27 @@ def test_ingest_skips_a_corrupt_file_and_records_it(spark, tmp_path, input_dir, 
     assert (tmp_path / "data" / "ingest" / result["version"] / "_quality" / "data_docs" / "index.html").exists()
 
 
+def test_tasks_of_several_files_write_what_one_file_per_task_writes(spark, tmp_path, input_dir, monkeypatch):
+    """With many files each task ingests an interleaved share of them, a corrupt one among them:
+    the same event files (names and checksums), cut-flow and quarantine as one task per file."""
+    import os
+
+    for path in sorted(input_dir.glob("*_sample.root")):
+        for copy in range(2):
+            os.link(path, input_dir / f"{path.stem}_{copy}.root")
+    (input_dir / "qcd_broken.root").write_bytes((input_dir / "qcd_sample.root").read_bytes()[:20_000])
+    records = {}
+    for tasks_per_slot in (ingest.TASKS_PER_SLOT, 5):  # 10 files on 2 slots: 8 tasks (some with 2 files), 10 tasks
+        monkeypatch.setattr(ingest, "TASKS_PER_SLOT", tasks_per_slot)
+        store = DatasetStore(str(tmp_path / f"data{tasks_per_slot}"))
+        params = _params(input=f"{input_dir}/*.root", max_quarantined_fraction=0.2, on_bad_file="skip")
+        manifest = store.read_manifest("ingest", ingest.run(spark, store, params)["version"])
+        records[tasks_per_slot] = {k: manifest[k] for k in ("files", "cutflow", "quarantine", "input_files", "counts")}
+    assert records[ingest.TASKS_PER_SLOT] == records[5]
+    assert [q["url"].rsplit("/", 1)[-1] for q in records[5]["quarantine"]] == ["qcd_broken.root"]
+    assert records[5]["input_files"]["readable"] == 9
+
+
 def test_fail_policy_stops_with_the_file_named_and_writes_nothing(spark, tmp_path, input_dir):
     (input_dir / "wjets_truncated.root").write_bytes((input_dir / "wjets_sample.root").read_bytes()[:3000])
     store = DatasetStore(str(tmp_path / "data"))
