@@ -116,12 +116,31 @@ def stop_session(spark: SparkSession) -> None:
     server = getattr(sc, "_accumulatorServer", None)
     if server is not None:
         sc._accumulatorServer = None  # SparkContext.stop() below skips the blocking shutdown
+    _end_python_daemons(sc)
     spark.stop()
     if server is not None:
         if isinstance(server.server_address, str):  # a Unix socket's path (the server keeps its open socket)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(server.server_address)
         threading.Thread(target=server.shutdown, name="hep-accumulator-server-shutdown", daemon=True).start()
+
+
+def _end_python_daemons(sc: Any) -> None:
+    """End the PySpark daemons of this JVM's executor (local masters) and their idle workers before
+    Spark stops: SIGTERM to a daemon makes it send its workers SIGHUP, which ends them silently.
+    Otherwise Spark first closes the idle workers' sockets, and a worker that sees its socket close
+    prints a ``BrokenPipeError`` traceback into the task log as it exits (on Unix sockets a write to
+    a closed peer fails at once; on TCP the first one is buffered). A cluster's executors run their
+    daemons elsewhere: nothing to do here."""
+    jvm = sc._jvm
+    for daemon in jvm.java.lang.ProcessHandle.current().children().toArray():
+        if "pyspark.daemon" not in daemon.info().commandLine().orElse(""):
+            continue
+        workers = list(daemon.descendants().toArray())
+        daemon.destroy()
+        for process in [daemon, *workers]:
+            with contextlib.suppress(Exception):  # ended already, or still ending after 2 s: Spark's stop carries on
+                process.onExit().get(2, jvm.java.util.concurrent.TimeUnit.SECONDS)
 
 
 def task_slots(spark: SparkSession) -> int:

@@ -67,18 +67,21 @@ def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path
     """PySpark's SparkContext.stop() waits up to 1 s for its accumulator server after a Python job;
     sparkjob.stop_session stops the JVM as usual and leaves that wait to a daemon thread, and a new
     session works right after. Python workers and the accumulator server use Unix sockets (no
-    ~40 ms TCP wait per Python task), and no socket file outlives the job."""
+    ~40 ms TCP wait per Python task), no socket file outlives the job, and the Python workers have
+    ended before Spark closes their sockets (else one may print a BrokenPipeError traceback)."""
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "import time\n"
+        "import os, time\n"
         "from hep_tasks.sparkjob import spark_session, stop_session\n"
         "for i in range(2):\n"
         "    spark = spark_session('probe', 'local[1]')\n"
         "    total = spark.sparkContext.parallelize(range(10), 2).map(lambda x: x + i).sum()\n"
+        "    workers = set(spark.sparkContext.parallelize(range(2), 2).map(lambda _: os.getpid()).collect())\n"
         "    unix = isinstance(spark.sparkContext._accumulatorServer.server_address, str)\n"
         "    started = time.perf_counter()\n"
         "    stop_session(spark)\n"
-        "    print('STOP', i, total, round(time.perf_counter() - started, 3), spark.sparkContext._jsc is None, unix)\n"
+        "    print('STOP', i, total, round(time.perf_counter() - started, 3), spark.sparkContext._jsc is None, unix,\n"
+        "          not any(os.path.exists(f'/proc/{pid}') for pid in workers))\n"
     )
     sockets = Path(tempfile.mkdtemp(prefix="hep-", dir="/tmp"))  # a Unix socket's path has at most 107 bytes
     request.addfinalizer(lambda: shutil.rmtree(sockets))
@@ -89,7 +92,7 @@ def test_a_stage_stops_spark_without_waiting_for_the_accumulator_server(tmp_path
                               *conf, str(probe)], capture_output=True, text=True, timeout=300, env=os.environ)  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         stops = [line.split() for line in run.stdout.splitlines() if line.startswith("STOP")]
-        assert [(s[1], s[2], s[4], s[5]) for s in stops] == [("0", "45", "True", unix), ("1", "55", "True", unix)]
+        assert [(s[1], s[2], s[4], s[5], s[6]) for s in stops] == [("0", "45", "True", unix, "True"), ("1", "55", "True", unix, "True")]
         assert all(float(s[3]) < 0.5 for s in stops), stops  # PySpark's own stop: 0.9-1 s here
         assert "Traceback" not in run.stderr and "Exception in thread" not in run.stderr
         assert list(sockets.iterdir()) == []
