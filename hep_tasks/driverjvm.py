@@ -147,14 +147,14 @@ def exercise(spark: SparkSession, scratch: str) -> None:
 
 
 def main() -> None:
-    from hep_tasks.sparkjob import spark_session
+    from hep_tasks.sparkjob import spark_session, stop_session
 
     spark = spark_session("hep-driver-jvm-archive")
     try:
         with tempfile.TemporaryDirectory(prefix="hep-jvm-archive-") as scratch:
             exercise(spark, scratch)
     finally:
-        spark.stop()
+        stop_session(spark)  # as a stage's end (its classes archived too)
 
 
 if __name__ == "__main__":
