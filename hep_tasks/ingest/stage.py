@@ -7,8 +7,8 @@ with pyarrow (``hep_tasks.partfiles``: atomic per attempt, checksummed while wri
 its cut-flow -> manifest with per-class cut-flow, quarantined files, events rejected for invalid
 values (NaN/inf, negative momenta, |Eta| > 10: per event, so the rest of the file is kept) and
 file checksums -> atomic commit. With many files one task does whole files, one after another
-(one Spark job); with few, inspection comes first and every split is a task (two jobs). The JVM only schedules. The
-``latest`` pointer moves only when every check of the run passed (``publish``).
+(one Spark job); with few, inspection comes first and every split is a task (two jobs). The JVM
+only schedules. The ``latest`` pointer moves only when every check of the run passed (``publish``).
 
 Output version layout::
 

@@ -180,7 +180,8 @@ def checked_sources(store: DatasetStore, spec: str) -> list[str]:
                 f"{SOURCE} versions {other} and {version} hold the same input batch ({_batch(store, version)}): "
                 "name only one of them"
             )
-    counts = {p: sum(store.read_manifest(SOURCE, v)["counts"].get(p, 0) for v in chosen) for p in LABELS}
+    by_label = class_counts(store, chosen)
+    counts = {p: by_label[label] for p, label in LABELS.items()}
     missing = [p for p, n in counts.items() if not n]
     if missing:
         raise DatasetError(f"{SOURCE} version{'s' if len(chosen) > 1 else ''} {', '.join(chosen)} "
