@@ -93,8 +93,9 @@ def build_archive(env: dict[str, str], archive: Path | None = None) -> Path:
 
 def exercise(spark: SparkSession, scratch: str) -> None:
     """The Spark operations of our stages, on 200 synthetic events: Parquet written and read,
-    arrays of particle rows, higher-order functions, a local checkpoint, aggregates, SQL on a view, a Python
-    RDD with ``treeAggregate``, ``mapInArrow``, local rows to a DataFrame."""
+    arrays of particle rows, higher-order functions, a local checkpoint, aggregates, SQL on a view
+    (scalar subqueries too, as the quality runner counts), a Python RDD with ``treeAggregate``,
+    ``mapInArrow``, local rows to a DataFrame."""
     from pyspark.sql import functions as F
 
     from hep_tasks.sparkjob import collect_small
@@ -122,7 +123,10 @@ def exercise(spark: SparkSession, scratch: str) -> None:
     batch = flagged.coalesce(1)
     batch.createOrReplaceTempView("batch")
     collect_small(spark.sql("SELECT source_file, entry FROM batch WHERE _rule_hlf OR _rule_particles"), 200)
-    collect_small(spark.sql("SELECT count(*) FROM (SELECT * FROM batch WHERE _rule_order)"), 1)
+    collect_small(spark.sql(  # the quality runner's row counts: scalar subqueries, run concurrently
+        "SELECT (SELECT count(*) FROM (SELECT * FROM batch WHERE _rule_order)) AS n0, "
+        "(SELECT count(*) FROM (SELECT entry FROM batch WHERE _rule_zip)) AS n1"
+    ), 1)
     collect_small(spark.sql(
         "WITH counts AS (SELECT label, count(*) AS n FROM batch GROUP BY label) "
         "SELECT label, n FROM counts WHERE n < (SELECT max(n) FROM counts)"

@@ -171,10 +171,37 @@ def test_run_checks_leaves_caching_as_it_found_it(spark, tmp_path):
     cached.unpersist()
 
 
+def test_the_next_batch_is_stored_during_a_check_and_released_if_it_raises(spark, tmp_path, monkeypatch):
+    """While a check validates, the next check's batch is stored; when a check raises, the
+    batch stored ahead is released too (nothing stays in the block manager)."""
+    import great_expectations.expectations as gxe
+
+    from hep_tasks.quality import runner
+
+    stored_rdds = spark.sparkContext._jsc.sc().getPersistentRDDs
+    before = stored_rdds().size()
+    held: list[int] = []
+    validate = runner._validate
+
+    def validate_then_fail(*args, **kwargs):
+        held.append(stored_rdds().size() - before)
+        if args[3].name == "second":
+            raise RuntimeError("broken check")
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_validate", validate_then_fail)
+    checks = [Check(name, spark.range(n).coalesce(1), [gxe.ExpectTableRowCountToEqual(value=n)])
+              for name, n in (("first", 3), ("second", 4), ("third", 5))]
+    with pytest.raises(RuntimeError, match="broken check"):
+        run_checks("pipelined", checks, tmp_path)
+    assert held[0] >= 1 and max(held) <= 2, held  # this check's batch, and at most the next one
+    assert stored_rdds().size() == before
+
+
 def test_an_unexpected_rows_expectation_runs_one_count_query(spark, tmp_path):
     """GX fetches up to 200 unexpected rows beside their count and shows them only in the COMPLETE
-    format; the runner has it count only: one Spark job per expectation, and a failure still says
-    how many rows."""
+    format; the runner has it count only: one Spark job per expectation (a check's counts share
+    one query, whose row of counts is one job more), and a failure still says how many rows."""
     from great_expectations.expectations.core.unexpected_rows_expectation import UnexpectedRowsExpectation
 
     from hep_tasks.quality.sql import rows_expectation
@@ -189,10 +216,87 @@ def test_an_unexpected_rows_expectation_runs_one_count_query(spark, tmp_path):
         return len(tracker.getJobIdsForGroup(None)) - before, report.failed
 
     (one, _), (four, _) = jobs(1, 100), jobs(4, 100)
-    assert four - one == 3
+    assert four - one == 3 + 1
     assert UnexpectedRowsExpectation.metric_dependencies == ("unexpected_rows_query.row_count",)
     _, failed = jobs(1, 6)
     assert failed == ["values: unexpected_rows_expectation[id above 6]: 3 unexpected rows"], failed
+
+
+def _views_and_limits(monkeypatch, df) -> tuple[list[str], list[int]]:
+    """Record the temporary views created and the DataFrame limits taken (GX's per-query paths)."""
+    views: list[str] = []
+    limits: list[int] = []
+    cls = type(df)
+    create_view, limit = cls.createOrReplaceTempView, cls.limit
+    monkeypatch.setattr(cls, "createOrReplaceTempView", lambda self, name: (views.append(name), create_view(self, name))[1])
+    monkeypatch.setattr(cls, "limit", lambda self, n: (limits.append(n), limit(self, n))[1])
+    return views, limits
+
+
+def test_a_checks_unexpected_rows_are_counted_in_one_query(spark, tmp_path, monkeypatch):
+    """The unexpected-rows queries of a check are counted together, through one view of the batch
+    (GX alone makes a view and a count per query), whatever their shape (filters, a CTE, a LIMIT
+    inside); the counts are the rows each query returns."""
+    from hep_tasks.quality.sql import rows_expectation
+
+    df = spark.range(10).coalesce(1)
+    queries = {
+        "above 6": ("SELECT id FROM {batch} WHERE id > 6", 3),
+        "above 100": ("SELECT id FROM {batch} WHERE id > 100", 0),
+        "even": ("SELECT id, id * 2 AS twice FROM {batch} WHERE id % 2 = 0", 5),
+        "crowded residue": ("WITH t AS (SELECT id % 3 AS k FROM {batch}) SELECT k, count(*) AS n FROM t GROUP BY k HAVING count(*) > 3", 1),
+        "first row zero": ("SELECT id FROM (SELECT * FROM {batch} LIMIT 1) WHERE id = 0", 1),
+    }
+    views, limits = _views_and_limits(monkeypatch, df)
+    report = run_checks("together", [Check("values", df, [rows_expectation(n, q) for n, (q, _) in queries.items()])], tmp_path)
+    assert sorted(report.failed) == sorted(
+        f"values: unexpected_rows_expectation[{name}]: {count} unexpected rows" for name, (_, count) in queries.items() if count
+    ), report.failed
+    # one view per validation: the first pass and, as the check fails, the pass with samples
+    assert len(views) == 2 and all(v.startswith("hep_quality_batch_") for v in views), views
+    assert not any(spark.catalog.tableExists(v) for v in views)  # dropped after counting
+
+
+def test_a_query_that_fails_is_counted_on_its_own_with_its_error(spark, tmp_path, monkeypatch):
+    """When the bundled count fails (here a query on a missing column), GX counts the group's
+    queries on their own: the broken one fails its own expectation with the error, the others
+    keep their results."""
+    from hep_tasks.quality.sql import rows_expectation
+
+    df = spark.range(10).coalesce(1)
+    expectations = [
+        rows_expectation("above 6", "SELECT id FROM {batch} WHERE id > 6"),
+        rows_expectation("above 100", "SELECT id FROM {batch} WHERE id > 100"),
+        rows_expectation("missing column", "SELECT id FROM {batch} WHERE nope > 0", column="nope"),
+    ]
+    views, _ = _views_and_limits(monkeypatch, df)
+    report = run_checks("fallback", [Check("values", df, expectations)], tmp_path)
+    assert report.statistics["unsuccessful_expectations"] == 2, report.failed
+    assert "values: unexpected_rows_expectation[above 6]: 3 unexpected rows" in report.failed, report.failed
+    assert any(line.startswith("values: unexpected_rows_expectation[missing column](column=nope): error: ")
+               for line in report.failed), report.failed
+    # the bundle failed (once: not retried for the same queries), GX counted each query on its
+    # own, and the two good ones were counted together again once GX had given up the broken one
+    assert views[0].startswith("hep_quality_batch_") and views[1] == "tmp_view", views
+    assert views[-1].startswith("hep_quality_batch_") and views.count("tmp_view") >= 3, views
+
+
+def test_passing_column_expectations_fetch_no_sample_values(spark, tmp_path, monkeypatch):
+    """The first pass asks for no sample values, so no query fetches any; a failing check's second
+    pass does, and its failure line shows them."""
+    import great_expectations.expectations as gxe
+
+    df = spark.range(5).selectExpr("id", "CAST(id AS DOUBLE) AS x").coalesce(1)
+    _, limits = _views_and_limits(monkeypatch, df)
+    passing = [gxe.ExpectColumnValuesToBeBetween(column="x", min_value=0, max_value=4),
+               gxe.ExpectColumnValuesToNotBeNull(column="id"), gxe.ExpectColumnValuesToBeInSet(column="id", value_set=list(range(5)))]
+    assert run_checks("values", [Check("values", df, passing)], tmp_path).success
+    assert limits == []
+    failing = [gxe.ExpectColumnValuesToBeBetween(column="x", min_value=0, max_value=3)]
+    report = run_checks("values", [Check("values", df, failing)], tmp_path)
+    assert report.failed == ["values: expect_column_values_to_be_between(column=x, min_value=0.0, max_value=3.0): "
+                             "1 of 5 values unexpected, e.g. [4.0]"], report.failed
+    assert limits and set(limits) == {20}, limits
 
 
 def test_a_duplicate_expectation_is_validated_once_with_a_warning(spark, tmp_path, caplog):

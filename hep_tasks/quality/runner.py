@@ -22,12 +22,15 @@ GX 1.24 behaviours this module works around (see also the package docstring):
   checkpoint*: GX's queries then plan against a scan of stored rows, not against the derived
   columns' expressions over cached columns (a cold quality check on demo data: about 0.8 s less
   than with ``persist``); coalesced to one partition (a ``limit`` over several partitions may take
-  one job per partition); GX's own persisting is off. A local checkpoint has no lineage: an
-  executor lost during the check fails the check's query (the task's retry runs it again).
+  one job per partition); GX's own persisting is off. The next check's batch is stored while GX
+  validates the current one. A local checkpoint has no lineage: an executor lost during the
+  check fails the check's query (the task's retry runs it again).
   Checks are first validated without sample values (:data:`_FIRST_PASS_FORMAT`), which spares a
   Spark job per column expectation; a check that fails is validated again with
   :data:`_RESULT_FORMAT`, whose samples its failure lines show, and those results replace the
-  first ones.
+  first ones. GX's unexpected-rows expectations count their rows only, and a check's counts
+  share one Spark query (:func:`_count_unexpected_rows_only`,
+  :func:`_resolve_metrics_with_fewer_queries`).
 - Data Docs are built once, after all checks (a full build of the ephemeral context, which holds
   this run's suites and results only), rather than by an ``UpdateDataDocsAction`` per checkpoint:
   every build compiles GX's Jinja templates anew (about a second each), and an incremental build
@@ -48,7 +51,9 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,17 +101,31 @@ def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLi
     import great_expectations as gx
 
     _count_unexpected_rows_only()
+    _resolve_metrics_with_fewer_queries()
     context = _ephemeral_context(docs_dir)
     source = context.data_sources.add_spark(name="spark", persist=False)  # the runner caches each batch
     run_id = gx.RunIdentifier(run_name=suite, run_time=dt.datetime.now(dt.timezone.utc))
     results: dict[str, ExpectationSuiteValidationResult] = {}
-    for check in checks:
-        started = time.perf_counter()
-        results[check.name] = _validate(context, source, suite, check, run_id)
-        log.info(
-            "quality %s: %s validated, %d expectations in %.1f s",
-            suite, check.name, len(check.expectations), time.perf_counter() - started,
-        )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hep-quality-store") as storing:
+        upcoming = storing.submit(_stored_batch, checks[0])
+        for i, check in enumerate(checks):
+            batch, release = upcoming.result()
+            started = time.perf_counter()
+            # the next check's batch is stored while GX validates this one (its many small
+            # queries leave the other core mostly idle): at most two batches are held at a time
+            upcoming = storing.submit(_stored_batch, checks[i + 1]) if i + 1 < len(checks) else None
+            try:
+                results[check.name] = _validate(context, source, suite, check, run_id, batch)
+            except BaseException:
+                if upcoming is not None:
+                    upcoming.add_done_callback(lambda done: done.exception() or done.result()[1]())
+                raise
+            finally:
+                release()
+            log.info(
+                "quality %s: %s validated, %d expectations in %.1f s",
+                suite, check.name, len(check.expectations), time.perf_counter() - started,
+            )
     context.build_data_docs(site_names=[_SITE_NAME])  # the context holds this run only
 
     as_json = {name: result.to_json_dict() for name, result in results.items()}
@@ -168,6 +187,96 @@ def _count_unexpected_rows_only() -> None:
     UnexpectedRowsExpectation._validate = _validate
 
 
+def _resolve_metrics_with_fewer_queries() -> None:
+    """Have GX's Spark engine skip the queries whose answer is known and count rows together.
+
+    GX's Spark engine bundles a check's column aggregates into one Spark job but resolves every
+    other metric with queries of its own. Its ``resolve_metrics`` is wrapped once per process:
+
+    - a ``*.unexpected_values`` metric asked for no values (the first pass's
+      ``partial_unexpected_count: 0``, any format but COMPLETE) is ``[]`` without a query (GX builds
+      a filtered DataFrame, ``limit(0)``, and collects it: about 80 py4j calls per column
+      expectation, 18 of them in a prepare check, 0.4-0.6 s);
+    - the ``unexpected_rows_query.row_count`` metrics it is asked for together over the same batch
+      are counted in one Spark query (:func:`_row_counts`), not with a temporary view, a query and
+      a ``count()`` apiece (19 of a prepare check's 40 Spark jobs).
+
+    Every other metric, and any group of counts whose bundled query fails (a query that does not
+    analyse, say), goes through GX's own path, metric by metric, so an error still belongs to its
+    own expectation. The values are the ones GX computes, so are results and Data Docs. A GX
+    without the engine's metric cache or the query helpers used here is left as it is.
+    """
+    from great_expectations.execution_engine import SparkDFExecutionEngine
+    from great_expectations.expectations.metrics.query_metrics import UnexpectedRowsQueryRowCount
+
+    resolve = SparkDFExecutionEngine.resolve_metrics
+    needs = ("_format_query", "_get_query_from_metric_value_kwargs")
+    if getattr(resolve, "_hep_fewer_queries", False) or not all(hasattr(UnexpectedRowsQueryRowCount, n) for n in needs):
+        return
+
+    failed: set[frozenset[Any]] = set()  # groups whose bundled count failed: GX retries them one by one
+
+    def resolve_metrics(self: Any, metrics_to_resolve: Any, metrics: Any = None, runtime_configuration: Any = None) -> Any:
+        pending = list(metrics_to_resolve)
+        known: dict[Any, Any] = {m.id: [] for m in pending if _asks_for_no_values(m)}
+        counts: dict[Any, list[Any]] = {}
+        for metric in pending:
+            if metric.metric_name == _UNEXPECTED_ROWS_METRICS[1]:
+                counts.setdefault(metric.metric_domain_kwargs_id, []).append(metric)
+        for group in counts.values():
+            ids = frozenset(metric.id for metric in group)
+            if len(group) > 1 and ids not in failed:
+                counted = _row_counts(self, group)
+                known.update(counted)
+                if not counted:
+                    failed.add(ids)
+        if getattr(self, "_caching", False):
+            self._metric_cache.update(known)
+        rest = [metric for metric in pending if metric.id not in known]
+        return {**known, **resolve(self, rest, metrics, runtime_configuration)} if rest else known
+
+    resolve_metrics._hep_fewer_queries = True  # type: ignore[attr-defined]
+    SparkDFExecutionEngine.resolve_metrics = resolve_metrics
+
+
+def _asks_for_no_values(metric: Any) -> bool:
+    """Whether ``metric`` is a map metric's unexpected values, limited to none."""
+    result_format = (metric.metric_value_kwargs or {}).get("result_format")
+    return (
+        metric.metric_name.endswith(".unexpected_values")
+        and isinstance(result_format, dict)
+        and result_format.get("result_format") != "COMPLETE"
+        and result_format.get("partial_unexpected_count") == 0
+    )
+
+
+def _row_counts(engine: Any, group: Sequence[Any]) -> dict[Any, int]:
+    """{metric id: rows its query returns} for ``unexpected_rows_query.row_count`` metrics over one
+    batch, in one Spark query; {} when that query fails.
+
+    The query selects one scalar subquery per metric, ``(SELECT count(*) FROM (<query>))``: Spark
+    plans them together and runs their jobs concurrently (on a one-partition batch, each a single
+    task without a shuffle). The 19 counts of a demo prepare check: 2.0-2.2 s cold and 0.9-1.2 s
+    warm, against 2.7-3.0 and 1.4-1.8 s one by one.
+    """
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
+    from great_expectations.expectations.metrics.query_metrics import UnexpectedRowsQueryRowCount as provider
+
+    df, _, _ = engine.get_compute_domain(group[0].metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE)
+    view = f"hep_quality_batch_{uuid.uuid4().hex}"
+    df.createOrReplaceTempView(view)
+    try:
+        queries = [provider._format_query(provider._get_query_from_metric_value_kwargs(m.metric_value_kwargs), batch=view)
+                   for m in group]  # fmt: skip
+        row = engine.spark.sql("SELECT " + ", ".join(f"(SELECT count(*) FROM ({q})) AS n{i}" for i, q in enumerate(queries))).first()
+    except Exception as err:  # noqa: BLE001 (GX then counts each query on its own and reports its error)
+        log.debug("unexpected-rows queries counted one by one: %s", err)
+        return {}
+    finally:
+        engine.spark.catalog.dropTempView(view)
+    return {metric.id: int(row[i]) for i, metric in enumerate(group)}
+
+
 def _check_arguments(suite: str, checks: Sequence[Check]) -> None:
     if not _NAME_RE.match(suite or ""):
         raise ValueError(f"suite name {suite!r} must be letters, digits, '_', '-' or '.'")
@@ -206,8 +315,9 @@ def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) -> ExpectationSuiteValidationResult:
-    """Validate one check through its own asset, suite and validation definition."""
+def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any, batch: Any) -> ExpectationSuiteValidationResult:
+    """Validate one check, on its ``batch`` (see :func:`_stored_batch`), through its own asset,
+    suite and validation definition."""
     import great_expectations as gx
 
     name = f"{suite}.{check.name}"
@@ -224,15 +334,11 @@ def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite)
     )
-    batch, release = _stored_batch(check)
-    try:
-        result = definition.run(batch_parameters={"dataframe": batch}, result_format=_FIRST_PASS_FORMAT, run_id=run_id)
-        if not result.success:
-            # again with sample values for the failure lines; same run id and batch, so these
-            # results replace the first ones in the context's store (and in Data Docs)
-            result = definition.run(batch_parameters={"dataframe": batch}, result_format=_RESULT_FORMAT, run_id=run_id)
-    finally:
-        release()
+    result = definition.run(batch_parameters={"dataframe": batch}, result_format=_FIRST_PASS_FORMAT, run_id=run_id)
+    if not result.success:
+        # again with sample values for the failure lines; same run id and batch, so these
+        # results replace the first ones in the context's store (and in Data Docs)
+        result = definition.run(batch_parameters={"dataframe": batch}, result_format=_RESULT_FORMAT, run_id=run_id)
     return result
 
 
