@@ -204,7 +204,7 @@ def _resolve_metrics_with_fewer_queries() -> None:
     Every other metric, and any group of counts whose bundled query fails (a query that does not
     analyse, say), goes through GX's own path, metric by metric, so an error still belongs to its
     own expectation. The values are the ones GX computes, so are results and Data Docs. A GX
-    without the engine's metric cache or the query helpers used here is left as it is.
+    without the query helpers used here (``UnexpectedRowsQueryRowCount``'s) is left as it is.
     """
     from great_expectations.execution_engine import SparkDFExecutionEngine
     from great_expectations.expectations.metrics.query_metrics import UnexpectedRowsQueryRowCount
