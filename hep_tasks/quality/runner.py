@@ -53,7 +53,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +118,7 @@ def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLi
                 results[check.name] = _validate(context, source, suite, check, run_id, batch)
             except BaseException:
                 if upcoming is not None:
-                    upcoming.add_done_callback(lambda done: done.exception() or done.result()[1]())
+                    upcoming.add_done_callback(_release_when_stored)
                 raise
             finally:
                 release()
@@ -353,6 +353,13 @@ def _stored_batch(check: Check) -> tuple[Any, Callable[[], None]]:
         return df.coalesce(1), lambda: None
     stored = df.localCheckpoint(eager=True)  # computes every derived column once, in parallel
     return stored.coalesce(1), lambda: _release_checkpoint(stored)
+
+
+def _release_when_stored(future: Future[tuple[Any, Callable[[], None]]]) -> None:
+    """Release the batch a finished :func:`_stored_batch` future holds (nothing if it failed)."""
+    if future.exception() is None:
+        _, release = future.result()
+        release()
 
 
 def _release_checkpoint(stored: Any) -> None:
