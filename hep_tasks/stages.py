@@ -52,7 +52,7 @@ STAGES: dict[str, Stage] = {
         Stage("evaluate", EvaluateParams, "hep_tasks.evaluate.stage:run", "test-split ROC/AUC, confusion, report"),
         Stage("score", ScoreParams, "hep_tasks.score.stage:run", "a trained model applied to ingested events"),
         Stage("quality", QualityParams, "hep_tasks.quality.stage:run", "Great Expectations suite on a stage's output",
-              prefetch=("great_expectations",)),
+              prefetch=("hep_tasks.quality.gx",)),
         Stage("publish", PublishParams, "hep_tasks.catalog:run", "move latest to a run's checked versions; index page", False),
     )
 }

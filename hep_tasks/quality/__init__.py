@@ -5,6 +5,8 @@ that need them.
 
 Map of the package (one concern per module):
 
+- :mod:`.gx`            ``gx``, ``gxe``: Great Expectations, imported with scipy.stats, altair and
+  jsonschema deferred until something reads them (no suite here does).
 - :mod:`.report`        ``Check`` (a DataFrame + expectations), ``QualityReport`` (result summary,
   ``to_dict()`` for manifests), ``DataQualityError`` and ``raise_for_failures``.
 - :mod:`.runner`        ``run_checks(suite, checks, results_dir)``: caches each check's batch (with

@@ -114,9 +114,8 @@ def hlf_view(events_df: DataFrame) -> DataFrame:
 def events_expectations(rules: RowRules) -> list[Any]:
     """Expectations on the ingested events as written (see the module docstring); the row-level
     ones are rules of ``rules``, whose columns the check derives."""
-    import great_expectations.expectations as gxe
-
     from hep_tasks.physics.constants import HLF_FEATURES, HLF_INDEX, MAX_PARTICLES, PARTICLE_FEATURES, PARTICLE_INDEX
+    from hep_tasks.quality.gx import gxe
 
     n_hlf, n_feat = len(HLF_FEATURES), len(PARTICLE_FEATURES)
     p = PARTICLE_INDEX
@@ -188,9 +187,8 @@ def events_expectations(rules: RowRules) -> list[Any]:
 def hlf_expectations(rules: RowRules, *, lepton_max_abs_eta: float = LEPTON_MAX_ABS_ETA) -> list[Any]:
     """Physical ranges of the named high-level features (see the module docstring); the
     isolation-sum rule is one of ``rules``."""
-    import great_expectations.expectations as gxe
-
     from hep_tasks.physics.constants import ISOLATED_LEPTON_MAX_ISO, LEPTON_MIN_PT
+    from hep_tasks.quality.gx import gxe
 
     phi_max = math.pi + ANGLE_TOLERANCE
     between = gxe.ExpectColumnValuesToBeBetween
@@ -217,7 +215,7 @@ def hlf_expectations(rules: RowRules, *, lepton_max_abs_eta: float = LEPTON_MAX_
 
 def metrics_expectations(max_quarantined_fraction: float) -> list[Any]:
     """The ingest run's file counts: quarantined fraction within bounds."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     return [
         gxe.ExpectTableRowCountToEqual(value=1),

@@ -111,7 +111,7 @@ def model_checks(predictions: DataFrame, metrics: DataFrame, *, auc_floors: Mapp
 
 def prediction_expectations(models: list[str]) -> list[Any]:
     """Expectations on the scored events as written: schema, no NULL, unique keys, the models."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     out = [
         *schema_expectations(PREDICTIONS_SCHEMA),
@@ -174,7 +174,7 @@ def prediction_values(predictions: DataFrame) -> DataFrame:
 
 def prediction_value_expectations() -> list[Any]:
     """Every flag column of :func:`prediction_values` is NULL."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     return [gxe.ExpectColumnValuesToBeNull(column=flag, description=description)
             for flag, (description, _) in value_flags().items()]
@@ -198,7 +198,7 @@ def predicted_classes(predictions: DataFrame) -> DataFrame:
 
 def predicted_class_expectations(models: list[str]) -> list[Any]:
     """Every model of ``models`` predicts every class at least once."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     wanted = [f"{m} predicts {p}" for m in models for _, p in sorted(PROCESS_OF_LABEL.items())]
     return [gxe.ExpectColumnDistinctValuesToContainSet(
@@ -207,7 +207,7 @@ def predicted_class_expectations(models: list[str]) -> list[Any]:
 
 def metrics_expectations(floors: Mapping[str, float], auc_columns: list[str]) -> list[Any]:
     """Per-model AUC range and floor; ``floors`` maps every model of the metrics to its floor."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     out = [
         *schema_expectations({**METRICS_SCHEMA, **{c: "double" for c in auc_columns}}),

@@ -95,7 +95,7 @@ def prepared_checks(
 
 def overlap_expectations() -> list[Any]:
     """The (source_file, entry) pairs present in both splits: there must be none."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     return [
         gxe.ExpectTableRowCountToEqual(
@@ -116,9 +116,8 @@ def split_expectations(
 ) -> list[Any]:
     """Expectations on one prepared split (``train=True`` adds the scaled-range check on HLF); the
     row-level ones are rules of ``rules``, whose columns the check derives."""
-    import great_expectations.expectations as gxe
-
     from hep_tasks.physics.constants import HLF_FEATURES, MAX_PARTICLES, PARTICLE_FEATURES
+    from hep_tasks.quality.gx import gxe
 
     labels = sorted(PROCESS_OF_LABEL)
     n_hlf, n_feat, n_classes = len(HLF_FEATURES), len(PARTICLE_FEATURES), len(labels)

@@ -97,8 +97,7 @@ def run_checks(suite: str, checks: Sequence[Check], results_dir: str | os.PathLi
     if docs_dir.exists():
         shutil.rmtree(docs_dir)
 
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before GX is imported; the config says so too
-    import great_expectations as gx
+    from hep_tasks.quality.gx import gx
 
     _count_unexpected_rows_only()
     _resolve_metrics_with_fewer_queries()
@@ -296,7 +295,7 @@ def _check_arguments(suite: str, checks: Sequence[Check]) -> None:
 
 def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
     """An in-memory GX context, analytics and progress bars off, one Data Docs site at ``docs_dir``."""
-    import great_expectations as gx
+    from hep_tasks.quality.gx import gx
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
 
     config = DataContextConfig(
@@ -318,7 +317,7 @@ def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
 def _validate(context: Any, source: Any, suite: str, check: Check, run_id: Any, batch: Any) -> ExpectationSuiteValidationResult:
     """Validate one check, on its ``batch`` (see :func:`_stored_batch`), through its own asset,
     suite and validation definition."""
-    import great_expectations as gx
+    from hep_tasks.quality.gx import gx
 
     name = f"{suite}.{check.name}"
     batch_definition = source.add_dataframe_asset(name=check.name).add_batch_definition_whole_dataframe(check.name)

@@ -119,7 +119,7 @@ def rows_expectation(description: str, query: str, *, column: str | None = None)
     name it. Exceptions in the query (a missing column, a type error)
     make the expectation fail instead of aborting the run.
     """
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     if BATCH not in query:
         raise ValueError(f"query of {description!r} must select from {BATCH}: {query}")
@@ -181,7 +181,7 @@ def schema_expectations(schema: Mapping[str, str]) -> list[Any]:
     expectation cannot see on Spark (it compares only the outer class, ``ArrayType``), share one
     ``typeof`` query on the first row (one expectation, to spare Spark jobs).
     """
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     out: list[Any] = [gxe.ExpectTableColumnsToMatchSet(column_set=list(schema), exact_match=False)]
     nested = {c: t for c, t in schema.items() if t not in _SCALAR_TYPES}
@@ -229,7 +229,7 @@ def shapes_expectation(
 
 def not_null_expectations(columns: Sequence[str]) -> list[Any]:
     """``ExpectColumnValuesToNotBeNull`` for each column."""
-    import great_expectations.expectations as gxe
+    from hep_tasks.quality.gx import gxe
 
     return [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
 
