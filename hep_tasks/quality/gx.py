@@ -27,7 +27,11 @@ import types
 #: Imported by GX only for expectations our suites do not use (see the module's docstring).
 DEFERRED_MODULES = ("scipy.stats", "altair", "jsonschema")
 
-_loading = threading.RLock()
+#: Held while a stand-in is taken out of ``sys.modules``, never while importing: the import
+#: system's own per-module locks order concurrent imports, and holding a lock of ours across one
+#: could deadlock with a thread that imports a submodule (it holds that submodule's lock while it
+#: reads the deferred package's ``__path__``).
+_swapping = threading.Lock()
 
 
 class DeferredModule(types.ModuleType):
@@ -43,10 +47,10 @@ class DeferredModule(types.ModuleType):
 
 
 def _load(name: str) -> types.ModuleType:
-    with _loading:
+    with _swapping:
         if isinstance(sys.modules.get(name), DeferredModule):
             del sys.modules[name]
-        return importlib.import_module(name)
+    return importlib.import_module(name)
 
 
 def defer_import(name: str) -> None:
